@@ -1,0 +1,6 @@
+//! Integration tests against the real control plane (`scripts/kube-env.sh`), in one binary so
+//! the heavy dependencies are linked once.
+
+mod support;
+
+mod smoke;
