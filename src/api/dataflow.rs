@@ -50,7 +50,7 @@ pub struct DataflowSpec {
     /// Targets a profile must have a value for; profiles missing one are excluded and counted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = ListMerge::Set)]
-    #[validate(length(max = 200))]
+    #[validate(length(max = 50))]
     pub mandatory_fields: Vec<String>,
     /// The key profiles are deduplicated on; no deduplication when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -33,10 +33,12 @@ pub struct Schedule {
     pub time_zone: Option<String>,
     /// First day (inclusive, `YYYY-MM-DD` in the schedule's time zone) a run may happen.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[validate(length(min = 10, max = 10))]
     #[schemars(regex(pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"))]
     pub start_date: Option<String>,
     /// Day (exclusive, `YYYY-MM-DD` in the schedule's time zone) from which no run happens.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[validate(length(min = 10, max = 10))]
     #[schemars(regex(pattern = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"))]
     pub end_date: Option<String>,
 }
@@ -60,6 +62,7 @@ pub struct IntervalSchedule {
     pub hours: u8,
     /// Time of day (`HH:MM`) of the first run of each day; 00:00 when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[validate(length(min = 5, max = 5))]
     #[schemars(regex(pattern = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"))]
     pub start_time: Option<String>,
 }
@@ -69,6 +72,7 @@ pub struct IntervalSchedule {
 #[serde(rename_all = "camelCase")]
 pub struct DailySchedule {
     /// Time of day, `HH:MM`.
+    #[validate(length(min = 5, max = 5))]
     #[schemars(regex(pattern = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"))]
     pub at: String,
 }
@@ -82,6 +86,7 @@ pub struct WeeklySchedule {
     #[validate(length(min = 1, max = 7))]
     pub days: Vec<Weekday>,
     /// Time of day, `HH:MM`.
+    #[validate(length(min = 5, max = 5))]
     #[schemars(regex(pattern = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"))]
     pub at: String,
 }

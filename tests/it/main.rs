@@ -3,4 +3,6 @@
 
 mod support;
 
+mod api;
+mod controller;
 mod smoke;

@@ -56,9 +56,18 @@ async fn plain_users_have_no_rights_until_granted() {
     let denied = as_viewer.create(&PostParams::default(), &cm).await.unwrap_err();
     assert!(matches!(&denied, kube::Error::Api(s) if s.code == 403), "{denied}");
 
+    let role: k8s_openapi::api::rbac::v1::Role = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "configmap-writer"},
+        "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create"]}]
+    }))
+    .unwrap();
+    Api::<k8s_openapi::api::rbac::v1::Role>::namespaced(admin.clone(), &ns.name)
+        .create(&PostParams::default(), &role)
+        .await
+        .unwrap();
     let binding: k8s_openapi::api::rbac::v1::RoleBinding = serde_json::from_value(serde_json::json!({
-        "metadata": {"name": "viewer-edit"},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "edit"},
+        "metadata": {"name": "viewer-writes-configmaps"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "configmap-writer"},
         "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "viewer"}]
     }))
     .unwrap();

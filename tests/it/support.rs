@@ -16,6 +16,7 @@ use serde::de::DeserializeOwned;
 
 /// A test user of the control plane.
 #[derive(Debug, Clone, Copy)]
+#[allow(dead_code)] // the manager and activator users come with the access-control tests
 pub enum User {
     Admin,
     Viewer,
@@ -156,4 +157,106 @@ where
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// The repository root, for reading manifests.
+pub fn repo_path(relative: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(relative)
+}
+
+/// Applies every Destination of the shipped catalog.
+pub async fn install_catalog(client: &Client) {
+    let set = outflow::manifest::ManifestSet::read(&[repo_path("manifests/catalog")]).expect("reading the catalog");
+    assert!(set.destinations.len() >= 14, "the catalog ships at least 14 destinations");
+    let api = Api::<outflow::api::Destination>::all(client.clone());
+    for d in &set.destinations {
+        apply(&api, &d.object).await;
+    }
+}
+
+/// A controller running in this test's runtime until the returned guard is dropped.
+pub struct RunningController {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Drop for RunningController {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+pub fn start_controller(client: &Client) -> RunningController {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let client = client.clone();
+    tokio::spawn(async move {
+        let shutdown = async move {
+            let _ = stopped.await;
+        };
+        outflow::controller::run(client, outflow::controller::Config::default(), shutdown).await.expect("controller");
+    });
+    RunningController { stop: Some(stop) }
+}
+
+/// Reads a condition of a namespaced or cluster object's status through a dynamic API.
+pub fn condition(obj: &serde_json::Value, type_: &str) -> Option<(String, String, String)> {
+    obj.pointer("/status/conditions")?.as_array()?.iter().find(|c| c["type"] == type_).map(|c| {
+        (
+            c["status"].as_str().unwrap_or_default().to_string(),
+            c["reason"].as_str().unwrap_or_default().to_string(),
+            c["message"].as_str().unwrap_or_default().to_string(),
+        )
+    })
+}
+
+/// Waits until `obj`'s condition `type_` has `status` (and `reason`, when given) for its
+/// current generation; returns the object.
+pub async fn wait_condition<K>(
+    api: &Api<K>,
+    name: &str,
+    type_: &str,
+    status: &str,
+    reason: Option<&str>,
+) -> serde_json::Value
+where
+    K: Resource + Clone + DeserializeOwned + Serialize + std::fmt::Debug,
+{
+    let what = format!("{name} {type_}={status} {}", reason.unwrap_or(""));
+    let mut last = serde_json::Value::Null;
+    let result = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            if let Ok(obj) = api.get(name).await {
+                let value = serde_json::to_value(&obj).unwrap();
+                let current = value.pointer("/status/observedGeneration") == value.pointer("/metadata/generation");
+                if let Some((s, r, _)) = condition(&value, type_)
+                    && current
+                    && s == status
+                    && reason.is_none_or(|want| want == r)
+                {
+                    return value;
+                }
+                last = value;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    })
+    .await;
+    result.unwrap_or_else(|_| {
+        panic!(
+            "timed out waiting for {what}; last seen status: {}",
+            last.pointer("/status").cloned().unwrap_or_default()
+        )
+    })
+}
+
+/// Runs kubectl as the admin of the test control plane.
+pub fn kubectl(args: &[&str]) -> std::process::Output {
+    let kubeconfig = std::env::var("OUTFLOW_TEST_KUBECONFIG_ADMIN").expect("OUTFLOW_TEST_KUBECONFIG_ADMIN");
+    std::process::Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(args)
+        .output()
+        .expect("running kubectl")
 }
