@@ -85,10 +85,16 @@ impl ManifestSet {
             let api_version = doc.get("apiVersion").and_then(Value::as_str).unwrap_or_default();
             let kind = doc.get("kind").and_then(Value::as_str).unwrap_or_default().to_string();
             let result = match (api_version, kind.as_str()) {
-                ("outflow.dev/v1alpha1", "Destination") => push(&mut self.destinations, origin, doc),
-                ("outflow.dev/v1alpha1", "Account") => push(&mut self.accounts, origin, doc),
-                ("outflow.dev/v1alpha1", "Dataflow") => push(&mut self.dataflows, origin, doc),
-                ("v1", "Secret") => push(&mut self.secrets, origin, doc),
+                ("outflow.dev/v1alpha1", "Destination") => {
+                    push(&mut self.destinations, origin, doc, check::api_server_checks::<Destination>)
+                }
+                ("outflow.dev/v1alpha1", "Account") => {
+                    push(&mut self.accounts, origin, doc, check::api_server_checks::<Account>)
+                }
+                ("outflow.dev/v1alpha1", "Dataflow") => {
+                    push(&mut self.dataflows, origin, doc, check::api_server_checks::<Dataflow>)
+                }
+                ("v1", "Secret") => push(&mut self.secrets, origin, doc, |_| Vec::new()),
                 ("v1", "List") => Ok(()),
                 _ => Ok(()),
             };
@@ -144,7 +150,14 @@ pub fn secret_values(secret: &Secret) -> BTreeMap<String, String> {
     out
 }
 
-fn push<T: DeserializeOwned>(list: &mut Vec<Located<T>>, origin: Origin, doc: Value) -> Result<(), ManifestError> {
+/// Keeps a typed object; when it does not even have the right types, says what the API server
+/// would say about it (every field at fault), or the deserializer's message.
+fn push<T: DeserializeOwned>(
+    list: &mut Vec<Located<T>>,
+    origin: Origin,
+    doc: Value,
+    explain: impl Fn(&Value) -> Vec<schema::Violation>,
+) -> Result<(), ManifestError> {
     match serde_json::from_value::<T>(doc.clone()) {
         Ok(object) => {
             list.push(Located { origin, raw: doc, object });
@@ -155,7 +168,14 @@ fn push<T: DeserializeOwned>(list: &mut Vec<Located<T>>, origin: Origin, doc: Va
             name: doc.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("?").to_string(),
             path: origin.path,
             document: origin.document,
-            message: e.to_string(),
+            message: {
+                let violations = explain(&doc);
+                if violations.is_empty() {
+                    e.to_string()
+                } else {
+                    violations.iter().map(|v| format!("{}: {}", v.field, v.message)).collect::<Vec<_>>().join("; ")
+                }
+            },
         }),
     }
 }
@@ -180,3 +200,4 @@ fn collect_files(path: &Path, files: &mut Vec<PathBuf>, errors: &mut Vec<Manifes
 }
 
 pub mod check;
+pub mod schema;

@@ -1,8 +1,12 @@
 //! The three resource types of `outflow.dev/v1alpha1` and their schemas. No I/O lives here.
 
+// kube's `printcolumn(..., type_ = ...)` repeats keys by design; clippy reads them as duplicates.
+#[allow(clippy::duplicated_attributes)]
 mod account;
 mod conditions;
+#[allow(clippy::duplicated_attributes)]
 mod dataflow;
+#[allow(clippy::duplicated_attributes)]
 mod destination;
 mod schedule;
 

@@ -6,8 +6,8 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use kube::CustomResourceExt;
 use serde::Serialize;
-use serde_json::Value;
 
+use super::schema::Violation;
 use super::{Located, ManifestSet, Origin, namespace_of, secret_keys};
 use crate::api::{Account, Dataflow};
 use crate::plan::validate::{self, AccountState, Problem, SecretKeys};
@@ -107,59 +107,34 @@ pub fn dataflow_check(
     validate::check_dataflow(dataflow, state, destination, enabled_at)
 }
 
-/// The API server's own checks that deserializing cannot see: CEL rules and unknown fields.
+/// The API server's own checks: the structural schema (types, enums, patterns, bounds, unknown
+/// fields), then the CEL rules.
 fn schema_findings<T>(located: &Located<T>, kind: &'static str, out: &mut Vec<Finding>)
 where
-    T: kube::Resource + CustomResourceExt + Serialize,
+    T: kube::Resource + CustomResourceExt + Serialize + serde::de::DeserializeOwned,
 {
-    if let Err(errors) = kube::core::cel::validate_cel(&located.object) {
-        for e in errors.iter() {
-            out.push(finding(located, kind, e.field_path.clone(), e.message.clone()));
-        }
-    }
-    if let Ok(typed) = serde_json::to_value(&located.object) {
-        let mut unknown = Vec::new();
-        unknown_fields(&located.raw, &typed, String::new(), &mut unknown);
-        for path in unknown {
-            out.push(finding(located, kind, path, "unknown field (the API server drops or refuses it)"));
-        }
+    for v in api_server_checks::<T>(&located.raw) {
+        out.push(finding(located, kind, v.field, v.message));
     }
 }
 
-fn unknown_fields(raw: &Value, typed: &Value, path: String, out: &mut Vec<String>) {
-    match (raw, typed) {
-        (Value::Object(r), Value::Object(t)) => {
-            for (key, value) in r {
-                let child = if path.is_empty() { key.clone() } else { format!("{path}.{key}") };
-                match t.get(key) {
-                    Some(tv) => unknown_fields(value, tv, child, out),
-                    None if !is_empty(value)
-                        && path != "metadata"
-                        && !path.starts_with("metadata.")
-                        && path != "status" =>
-                    {
-                        out.push(child)
-                    }
-                    None => {}
-                }
-            }
-        }
-        (Value::Array(r), Value::Array(t)) => {
-            for (i, (rv, tv)) in r.iter().zip(t).enumerate() {
-                unknown_fields(rv, tv, format!("{path}[{i}]"), out);
-            }
-        }
-        _ => {}
+/// What the API server would refuse in `raw` (an object of kind `T`): structural violations,
+/// then, when the object has the right types, its CEL rules.
+pub fn api_server_checks<T>(raw: &serde_json::Value) -> Vec<Violation>
+where
+    T: CustomResourceExt + Serialize + serde::de::DeserializeOwned,
+{
+    let crd = serde_json::to_value(T::crd()).unwrap_or_default();
+    let mut out = match crd.pointer("/spec/versions/0/schema/openAPIV3Schema") {
+        Some(schema) => super::schema::check_spec(schema, raw),
+        None => Vec::new(),
+    };
+    if let Ok(typed) = serde_json::from_value::<T>(raw.clone())
+        && let Err(errors) = kube::core::cel::validate_cel(&typed)
+    {
+        out.extend(errors.iter().map(|e| Violation { field: e.field_path.clone(), message: e.message.clone() }));
     }
-}
-
-fn is_empty(v: &Value) -> bool {
-    match v {
-        Value::Null => true,
-        Value::Array(a) => a.is_empty(),
-        Value::Object(o) => o.is_empty(),
-        _ => false,
-    }
+    out
 }
 
 /// Counts, for the summary line.

@@ -196,24 +196,28 @@ async fn the_api_server_rejects_bad_input_naming_the_field() {
     assert!(cases.len() >= 10);
 }
 
-/// `outflow validate` applies the same CEL rules offline: every case the API server rejects
-/// above is rejected locally too.
+/// `outflow validate` refuses offline every case the API server refuses above, naming the same
+/// field: the structural schema and CEL rules from the same CRD, or the plan's own checks.
 #[test]
-fn validate_applies_the_same_cel_rules_offline() {
-    for (case, spec, _field, _words) in bad_dataflows() {
+fn validate_refuses_the_same_input_offline() {
+    for (case, spec, field, _words) in bad_dataflows() {
         let obj = dataflow(spec);
-        let typed: Result<outflow::api::Dataflow, _> = serde_json::from_value(obj.clone());
-        let Ok(typed) = typed else { continue }; // a type error is caught when deserializing
-        let rejected = kube::core::cel::validate_cel(&typed).is_err()
-            || outflow::plan::validate::check_dataflow(
+        let mut fields: Vec<String> = outflow::manifest::check::api_server_checks::<outflow::api::Dataflow>(&obj)
+            .into_iter()
+            .map(|v| v.field)
+            .collect();
+        if let Ok(typed) = serde_json::from_value::<outflow::api::Dataflow>(obj) {
+            let plan = outflow::plan::validate::check_dataflow(
                 &typed,
                 outflow::plan::validate::AccountState::NotFound,
                 None,
                 chrono::Utc::now(),
-            )
-            .err()
-            .is_some_and(|p| p.iter().any(|p| p.reason.is_in_own_spec()));
-        let schema_only = matches!(case, "time of day 25:00" | "segment id with a slash" | "no segments");
-        assert!(rejected || schema_only, "{case}: accepted offline");
+            );
+            fields.extend(plan.err().into_iter().flatten().filter(|p| p.reason.is_in_own_spec()).map(|p| p.field));
+        }
+        assert!(
+            fields.iter().any(|f| f.starts_with(field)),
+            "{case}: offline checks reported {fields:?}, expected {field}"
+        );
     }
 }
