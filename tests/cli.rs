@@ -4,8 +4,16 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn outflow(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_outflow")).args(args).current_dir(env!("CARGO_MANIFEST_DIR")).output().unwrap();
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    let out = Command::new(env!("CARGO_BIN_EXE_outflow"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[test]
@@ -13,7 +21,12 @@ fn catalog_lists_every_shipped_destination() {
     let (ok, stdout, stderr) = outflow(&["catalog", "-f", "manifests/catalog"]);
     assert!(ok, "{stderr}");
     let lines: Vec<&str> = stdout.lines().collect();
-    assert!(lines[0].starts_with("NAME") && lines[0].contains("CATEGORY") && lines[0].contains("EXPORT TYPE") && lines[0].contains("CONNECTOR"));
+    assert!(
+        lines[0].starts_with("NAME")
+            && lines[0].contains("CATEGORY")
+            && lines[0].contains("EXPORT TYPE")
+            && lines[0].contains("CONNECTOR")
+    );
     assert_eq!(lines.len(), 15, "14 destinations and a header:\n{stdout}");
     for (name, category, export, connector) in [
         ("amazon-s3", "CloudStorage", "Profile", "S3"),
@@ -62,16 +75,53 @@ fn copy_dir(from: &Path, to: &Path) {
 
 #[test]
 fn validate_rejects_broken_manifests_naming_file_and_field() {
-    let cases: Vec<(&str, Box<dyn Fn(String) -> String>, &str)> = vec![
-        ("s3/dataflow.yaml", Box::new(|t| t.replace("account: s3-exports", "account: s3-exprots")), "spec.account: Account 's3-exprots' does not exist"),
-        ("s3/dataflow.yaml", Box::new(|t| t.replace("person.name.firstName", "person.name.frstName")), "unknown profile field 'person.name.frstName'"),
-        ("s3/dataflow.yaml", Box::new(|t| t.replace("timeZone: Europe/Paris", "timeZone: Europe/Paris\n        cron: \"0 6 * * *\"")), "exactly one of once, interval, daily, weekly or cron"),
-        ("s3/dataflow.yaml", Box::new(|t| t.replace("at: \"06:00\"", "at: \"6am\"")), "spec.segments[0].schedule.daily.at"),
-        ("s3/dataflow.yaml", Box::new(|t| t.replace("format: CSV", "format: XML")), "spec.output.format: Unsupported value: \"XML\""),
-        ("s3/dataflow.yaml", Box::new(|t| t.replace("  mandatoryFields:", "  colour: blue\n  mandatoryFields:")), "spec.colour: unknown field"),
-        ("s3/secret.yaml", Box::new(|t| t.replace("secretAccessKey", "secretKey")), "Secret 's3-exports-credentials' has no key 'secretAccessKey'"),
-        ("meta/dataflow.yaml", Box::new(|t| t.replacen("transforms: [SHA256]", "transforms: []", 1)), "requires 'email' hashed with SHA256"),
-        ("sftp/account.yaml", Box::new(|t| t.replace("destination: sftp", "destination: ftp")), "Destination 'ftp' does not exist"),
+    type Edit = Box<dyn Fn(String) -> String>;
+    let cases: Vec<(&str, Edit, &str)> = vec![
+        (
+            "s3/dataflow.yaml",
+            Box::new(|t| t.replace("account: s3-exports", "account: s3-exprots")),
+            "spec.account: Account 's3-exprots' does not exist",
+        ),
+        (
+            "s3/dataflow.yaml",
+            Box::new(|t| t.replace("person.name.firstName", "person.name.frstName")),
+            "unknown profile field 'person.name.frstName'",
+        ),
+        (
+            "s3/dataflow.yaml",
+            Box::new(|t| t.replace("timeZone: Europe/Paris", "timeZone: Europe/Paris\n        cron: \"0 6 * * *\"")),
+            "exactly one of once, interval, daily, weekly or cron",
+        ),
+        (
+            "s3/dataflow.yaml",
+            Box::new(|t| t.replace("at: \"06:00\"", "at: \"6am\"")),
+            "spec.segments[0].schedule.daily.at",
+        ),
+        (
+            "s3/dataflow.yaml",
+            Box::new(|t| t.replace("format: CSV", "format: XML")),
+            "spec.output.format: Unsupported value: \"XML\"",
+        ),
+        (
+            "s3/dataflow.yaml",
+            Box::new(|t| t.replace("  mandatoryFields:", "  colour: blue\n  mandatoryFields:")),
+            "spec.colour: unknown field",
+        ),
+        (
+            "s3/secret.yaml",
+            Box::new(|t| t.replace("secretAccessKey", "secretKey")),
+            "Secret 's3-exports-credentials' has no key 'secretAccessKey'",
+        ),
+        (
+            "meta/dataflow.yaml",
+            Box::new(|t| t.replacen("transforms: [SHA256]", "transforms: []", 1)),
+            "requires 'email' hashed with SHA256",
+        ),
+        (
+            "sftp/account.yaml",
+            Box::new(|t| t.replace("destination: sftp", "destination: ftp")),
+            "Destination 'ftp' does not exist",
+        ),
     ];
     for (file, edit, expected) in cases {
         let (ok, stderr) = validate_edited(file, edit);
