@@ -5,5 +5,6 @@ pub mod conditions;
 pub mod dataflow_status;
 pub mod fields;
 pub mod file_name;
+pub mod runs;
 pub mod schedule;
 pub mod validate;
