@@ -5,6 +5,7 @@ pub mod conditions;
 pub mod dataflow_status;
 pub mod fields;
 pub mod file_name;
+pub mod history;
 pub mod runs;
 pub mod schedule;
 pub mod validate;
