@@ -1,0 +1,126 @@
+//! GitOps fit and secret hygiene: a sync never drifts, and a secret value never shows up in
+//! status, Events or the controller's logs, even at trace level.
+
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::Api;
+use outflow::api::{Account, Dataflow};
+use serde_json::json;
+
+use crate::support::{self, TestNamespace, User, apply, wait_condition};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn server_side_apply_of_the_examples_never_drifts() {
+    support::init();
+    let Some(client) = support::client(User::Admin).await else { return };
+    support::install_crds(&client).await;
+    support::install_catalog(&client).await;
+    let _controller = support::start_controller(&client);
+    let ns = TestNamespace::new(&client, "drift").await;
+    let folders: Vec<String> = ["examples/s3", "examples/sftp", "examples/meta"]
+        .iter()
+        .map(|f| support::repo_path(f).display().to_string())
+        .collect();
+    let mut args = vec!["apply", "--server-side", "-n", &ns.name];
+    for f in &folders {
+        args.extend(["-f", f.as_str()]);
+    }
+    let out = support::kubectl(&args);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out =
+        support::kubectl(&["wait", "--for=condition=Ready", "dataflows", "--all", "-n", &ns.name, "--timeout=60s"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    args[0] = "diff";
+    let out = support::kubectl(&args);
+    let diff = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && diff.trim().is_empty(),
+        "kubectl diff --server-side shows drift:\n{diff}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // The controller owns only status: no spec or metadata field is managed by it.
+    let df = Api::<Dataflow>::namespaced(client.clone(), &ns.name).get("s3-high-value").await.unwrap();
+    for entry in df.metadata.managed_fields.unwrap_or_default() {
+        if entry.manager.as_deref() == Some(outflow::api::FIELD_MANAGER) {
+            assert_eq!(entry.subresource.as_deref(), Some("status"), "the controller writes only status: {entry:?}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn secret_values_never_reach_status_events_or_logs() {
+    support::init();
+    let Some(client) = support::client(User::Admin).await else { return };
+    support::install_crds(&client).await;
+    support::install_catalog(&client).await;
+    let ns = TestNamespace::new(&client, "hygiene").await;
+
+    // The real binary, as the Deployment runs it, at the most verbose log level.
+    let mut controller = Command::new(env!("CARGO_BIN_EXE_outflow"))
+        .args(["controller", "--metrics-addr", "127.0.0.1:0"])
+        .env("KUBECONFIG", std::env::var("OUTFLOW_TEST_KUBECONFIG_ADMIN").unwrap())
+        .env("RUST_LOG", "trace")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting outflow controller");
+
+    let secret_value = format!("hunter2-{}", support::unique_suffix());
+    let secrets = Api::<Secret>::namespaced(client.clone(), &ns.name);
+    let accounts = Api::<Account>::namespaced(client.clone(), &ns.name);
+    let dataflows = Api::<Dataflow>::namespaced(client.clone(), &ns.name);
+    // A Secret missing a key (a failing reconcile), then the complete one.
+    let partial: Secret = serde_json::from_value(
+        json!({"metadata": {"name": "creds", "namespace": ns.name}, "stringData": {"accessKeyId": secret_value}}),
+    )
+    .unwrap();
+    apply(&secrets, &partial).await;
+    let account: Account = serde_json::from_value(json!({
+        "apiVersion": "outflow.dev/v1alpha1", "kind": "Account", "metadata": {"name": "s3", "namespace": ns.name},
+        "spec": {"destination": "amazon-s3", "parameters": {"bucket": "b"}, "credentialsSecretRef": {"name": "creds"}}
+    }))
+    .unwrap();
+    apply(&accounts, &account).await;
+    wait_condition(&accounts, "s3", "Ready", "False", Some("MissingSecretKey")).await;
+    let full: Secret = serde_json::from_value(json!({"metadata": {"name": "creds", "namespace": ns.name}, "stringData": {"accessKeyId": secret_value, "secretAccessKey": secret_value}})).unwrap();
+    apply(&secrets, &full).await;
+    wait_condition(&accounts, "s3", "Ready", "True", None).await;
+    let df: Dataflow = serde_json::from_value(json!({
+        "apiVersion": "outflow.dev/v1alpha1", "kind": "Dataflow", "metadata": {"name": "df", "namespace": ns.name},
+        "spec": {"account": "s3", "enabled": true, "segments": [{"id": "seg-1", "schedule": {"daily": {"at": "06:00"}}}],
+                 "fields": [{"source": "personalEmail.address", "target": "email"}]}
+    }))
+    .unwrap();
+    apply(&dataflows, &df).await;
+    wait_condition(&dataflows, "df", "Ready", "True", None).await;
+
+    let _ = controller.kill();
+    let _ = controller.wait();
+    let mut logs = String::new();
+    controller.stdout.take().unwrap().read_to_string(&mut logs).unwrap();
+    controller.stderr.take().unwrap().read_to_string(&mut logs).unwrap();
+    assert!(
+        logs.contains("reconciled") || logs.contains("starting the Destination"),
+        "trace logs were captured: {} bytes",
+        logs.len()
+    );
+    assert!(!logs.contains(&secret_value), "a secret value appeared in the controller's logs");
+    // Nor in the base64 form the API server returns it in.
+    let encoded = k8s_openapi::ByteString(secret_value.clone().into_bytes());
+    let encoded = serde_json::to_value(&encoded).unwrap();
+    assert!(!logs.contains(encoded.as_str().unwrap()), "a base64 secret value appeared in the controller's logs");
+    let events = support::kubectl(&["get", "events", "-n", &ns.name, "-o", "json"]);
+    assert!(!String::from_utf8_lossy(&events.stdout).contains(&secret_value));
+    for obj in [
+        serde_json::to_value(accounts.get("s3").await.unwrap()).unwrap(),
+        serde_json::to_value(dataflows.get("df").await.unwrap()).unwrap(),
+    ] {
+        assert!(!obj.pointer("/status").unwrap().to_string().contains(&secret_value));
+    }
+}
