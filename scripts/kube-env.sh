@@ -89,6 +89,7 @@ cmd_build() {
     fi
     command -v go >/dev/null || die "go is not installed"
     mkdir -p "$BIN_DIR"
+    trap 'rm -f -- "$BIN_DIR"/*.tmp.$$' EXIT
     local t0 t
     t0=$(now)
     log "building into $BIN_DIR with $(go version)"
