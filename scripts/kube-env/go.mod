@@ -1,4 +1,5 @@
-// Wrapper module used only to build a test kube-apiserver from published
+// Wrapper module used only to build a test kube-apiserver and
+// kube-controller-manager from published
 // Kubernetes sources. k8s.io/kubernetes refers to its staging modules as
 // v0.0.0 with local replaces that do not apply to dependents, so every
 // staging module is pinned here to the matching published v0.X.Y tag.
