@@ -61,13 +61,17 @@ async fn secret_values_never_reach_status_events_or_logs() {
     support::install_catalog(&client).await;
     let ns = TestNamespace::new(&client, "hygiene").await;
 
-    // The real binary, as the Deployment runs it, at the most verbose log level.
+    // The real binary, as the Deployment runs it, at the most verbose log level, logging into a
+    // file (a pipe nobody reads would fill up and block it).
+    let log_dir = tempfile::tempdir().unwrap();
+    let log_path = log_dir.path().join("controller.log");
+    let log_file = std::fs::File::create(&log_path).unwrap();
     let mut controller = Command::new(env!("CARGO_BIN_EXE_outflow"))
         .args(["controller", "--metrics-addr", "127.0.0.1:0"])
         .env("KUBECONFIG", std::env::var("OUTFLOW_TEST_KUBECONFIG_ADMIN").unwrap())
         .env("RUST_LOG", "trace")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
+        .stdout(Stdio::from(log_file.try_clone().unwrap()))
+        .stderr(Stdio::from(log_file))
         .spawn()
         .expect("starting outflow controller");
 
@@ -103,8 +107,7 @@ async fn secret_values_never_reach_status_events_or_logs() {
     let _ = controller.kill();
     let _ = controller.wait();
     let mut logs = String::new();
-    controller.stdout.take().unwrap().read_to_string(&mut logs).unwrap();
-    controller.stderr.take().unwrap().read_to_string(&mut logs).unwrap();
+    std::fs::File::open(&log_path).unwrap().read_to_string(&mut logs).unwrap();
     assert!(
         logs.contains("reconciled") || logs.contains("starting the Destination"),
         "trace logs were captured: {} bytes",
