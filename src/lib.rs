@@ -9,5 +9,6 @@ pub mod api;
 pub mod cli;
 pub mod controller;
 pub mod crds;
+pub mod executor;
 pub mod manifest;
 pub mod plan;

@@ -1,0 +1,4 @@
+//! Where runs happen: a task inside the controller (in-process) or a Kubernetes Job running the
+//! same binary's `outflow export` (the distributed engine).
+
+pub mod job_spec;
