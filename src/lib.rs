@@ -11,3 +11,6 @@ pub mod controller;
 pub mod crds;
 pub mod manifest;
 pub mod plan;
+pub mod connectors;
+pub mod export;
+pub mod sample;
