@@ -5,12 +5,15 @@
 //! binary's commands). [`manifest`] reads the same resources from YAML files for the commands that
 //! work without a cluster.
 
+// kube's derive takes one `printcolumn(..., type_ = "string")` per column; clippy 1.95 reads the
+// repeated `type_` as duplicated attributes.
+#[allow(clippy::duplicated_attributes)]
 pub mod api;
 pub mod cli;
+pub mod connectors;
 pub mod controller;
 pub mod crds;
+pub mod export;
 pub mod manifest;
 pub mod plan;
-pub mod connectors;
-pub mod export;
 pub mod sample;

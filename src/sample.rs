@@ -141,8 +141,7 @@ pub fn profile(seed: u64, i: u64, segments: u32) -> Profile {
         identities.insert("phone".to_string(), vec![IdentityEntry { id: Some(phone.clone()), primary: Some(true) }]);
     }
     if !r.chance(5) {
-        identities
-            .insert("crmId".to_string(), vec![IdentityEntry { id: Some(format!("crm-{i:08}")), primary: None }]);
+        identities.insert("crmId".to_string(), vec![IdentityEntry { id: Some(format!("crm-{i:08}")), primary: None }]);
     }
 
     let mut membership = BTreeMap::new();
@@ -187,7 +186,7 @@ pub fn profile(seed: u64, i: u64, segments: u32) -> Profile {
 
 /// One output file being written under a temporary name.
 enum PartFile {
-    Parquet(ArrowWriter<File>),
+    Parquet(Box<ArrowWriter<File>>),
     Ndjson(BufWriter<File>),
 }
 
@@ -212,21 +211,19 @@ pub fn write_sample(dir: &Path, spec: &SampleSpec) -> Result<Vec<PathBuf>, Sampl
         let tmp_path = dir.join(format!(".part-{part:05}.{ext}.tmp-{}", std::process::id()));
         let file = File::create(&tmp_path).map_err(io(&tmp_path))?;
         let mut out = match spec.format {
-            SampleFormat::Parquet => PartFile::Parquet(
+            SampleFormat::Parquet => PartFile::Parquet(Box::new(
                 ArrowWriter::try_new(file, profile_schema(), None)
                     .map_err(|source| SampleError::Parquet { path: tmp_path.clone(), source })?,
-            ),
+            )),
             SampleFormat::Ndjson => PartFile::Ndjson(BufWriter::with_capacity(1 << 20, file)),
         };
         let result = write_rows(&mut out, spec, start, end, &tmp_path).and_then(|()| match out {
             PartFile::Parquet(w) => {
                 w.close().map(|_| ()).map_err(|source| SampleError::Parquet { path: tmp_path.clone(), source })
             }
-            PartFile::Ndjson(w) => w
-                .into_inner()
-                .map_err(|e| e.into_error())
-                .and_then(|f| f.sync_all())
-                .map_err(io(&tmp_path)),
+            PartFile::Ndjson(w) => {
+                w.into_inner().map_err(|e| e.into_error()).and_then(|f| f.sync_all()).map_err(io(&tmp_path))
+            }
         });
         if let Err(e) = result {
             let _ = std::fs::remove_file(&tmp_path);

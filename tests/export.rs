@@ -40,14 +40,18 @@ impl Store {
 
     /// The generated profiles, read back as plain JSON (independent of the Arrow code paths).
     fn json_profiles(&self) -> Vec<Value> {
-        let text = std::fs::read_to_string(self.path("ndjson/part-00000.ndjson")).unwrap();
-        text.lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+        let mut out = Vec::new();
+        for name in files_in(&self.path("ndjson")) {
+            let text = std::fs::read_to_string(self.path("ndjson").join(name)).unwrap();
+            out.extend(text.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()));
+        }
+        out
     }
 }
 
 /// Writes a Destination, an Account writing to `out` and a Dataflow with `body`; returns the folder.
 fn manifests(root: &Path, name: &str, out: &Path, body: &str) -> PathBuf {
-    let dir = root.join(format!("manifests-{name}"));
+    let dir = root.join(format!("manifests-{name}-{}", out.file_name().unwrap().to_string_lossy()));
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(
         dir.join("all.yaml"),
@@ -102,7 +106,7 @@ fn export(
     let checked = dataflow_check(&set, df, now()).unwrap_or_else(|p| panic!("{p:?}"));
     let account = &set.account("marketing", "local").unwrap().object;
     let destination = &set.destination("local-files").unwrap().object;
-    let plan = ExportPlan::new(df, &checked, account, destination, segment, watermark, now()).unwrap();
+    let plan = ExportPlan::new(df, &checked, account, destination, segment, watermark, now())?;
     let connector = FileConnector::new(account.spec.parameters["path"].clone());
     run_export(&plan, profiles, &connector, &NoProgress)
 }
@@ -164,7 +168,10 @@ fn full_and_incremental_exports_count_like_an_independent_reading() {
     assert_eq!(csv.lines().count() as u64, expected + 1);
     assert_eq!(report.files[0].bytes, csv.len() as u64);
     assert!(!csv.contains("exited"));
-    assert!(!csv.contains('@') || csv.lines().skip(1).all(|l| l.split(',').nth(1).unwrap() == l.split(',').nth(1).unwrap().to_lowercase()));
+    assert!(
+        !csv.contains('@')
+            || csv.lines().skip(1).all(|l| l.split(',').nth(1).unwrap() == l.split(',').nth(1).unwrap().to_lowercase())
+    );
 
     // The NDJSON copy of the store gives the very same file.
     let out2 = store.path("out-ndjson");
@@ -235,9 +242,8 @@ fn mandatory_fields_dedup_and_parts_are_counted() {
             continue;
         }
         let entries = p["identityMap"]["email"].as_array();
-        let email = entries.and_then(|e| {
-            e.iter().find(|x| x["primary"] == true).or(e.first()).and_then(|x| x["id"].as_str())
-        });
+        let email =
+            entries.and_then(|e| e.iter().find(|x| x["primary"] == true).or(e.first()).and_then(|x| x["id"].as_str()));
         if let Some(email) = email
             && !seen.insert(email.trim().to_lowercase())
         {
@@ -247,7 +253,10 @@ fn mandatory_fields_dedup_and_parts_are_counted() {
         exported += 1;
     }
     assert!(duplicates > 0 && mandatory > 0);
-    assert_eq!((report.exported, report.excluded_mandatory, report.excluded_duplicate), (exported, mandatory, duplicates));
+    assert_eq!(
+        (report.exported, report.excluded_mandatory, report.excluded_duplicate),
+        (exported, mandatory, duplicates)
+    );
     assert_eq!(report.files.len() as u64, exported.div_ceil(1000));
     assert_eq!(report.files.iter().map(|f| f.rows).sum::<u64>(), exported);
     assert_eq!(report.files[0].name, "seg-3_1775023200.json.gz");
@@ -360,7 +369,10 @@ fn outflow_files_hold_the_rows_duckdb_selects() {
             "SELECT profile_id, lower(trim(personalEmail.address)), person.name.firstName, m.status FROM {}",
             members("seg-1")
         ),
-        &format!("SELECT * FROM read_csv('{}', header = true, all_varchar = true)", out.join(&report.files[0].name).display()),
+        &format!(
+            "SELECT * FROM read_csv('{}', header = true, all_varchar = true)",
+            out.join(&report.files[0].name).display()
+        ),
     );
     assert_eq!(expected.len() as u64, report.exported);
     assert_same_rows(expected, actual);
@@ -375,16 +387,17 @@ fn outflow_files_hold_the_rows_duckdb_selects() {
             "SELECT profile_id, sha256(lower(trim(personalEmail.address))), person.name.firstName, m.status FROM {}",
             members("seg-1")
         ),
-        &format!("SELECT * FROM read_csv('{}', header = true, all_varchar = true)", out.join(&report.files[0].name).display()),
+        &format!(
+            "SELECT * FROM read_csv('{}', header = true, all_varchar = true)",
+            out.join(&report.files[0].name).display()
+        ),
     );
     assert_same_rows(expected, actual);
 
     // 3. Parquet output (gzip inside), several parts.
     let out = store.path("parquet");
-    let body = FOUR_FIELDS.replace(
-        "  fields:",
-        "  output: {format: Parquet, compression: Gzip, maxRowsPerFile: 2000}\n  fields:",
-    );
+    let body = FOUR_FIELDS
+        .replace("  fields:", "  output: {format: Parquet, compression: Gzip, maxRowsPerFile: 2000}\n  fields:");
     let m = manifests(store.dir.path(), "pq", &out, &body);
     let report = export(&m, "pq", "seg-4", &store.profiles(), None).unwrap_err();
     assert!(report.to_string().contains("no segment 'seg-4'"), "{report}");

@@ -74,7 +74,9 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         let known: Vec<String> = set
             .dataflows
             .iter()
-            .map(|d| format!("{}/{}", namespace_of(&d.object.metadata), d.object.metadata.name.as_deref().unwrap_or("?")))
+            .map(|d| {
+                format!("{}/{}", namespace_of(&d.object.metadata), d.object.metadata.name.as_deref().unwrap_or("?"))
+            })
             .collect();
         eprintln!(
             "error: Dataflow '{ns}/{name}' not found in the manifests (found: {})",
@@ -87,14 +89,16 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         Ok(plan) => plan,
         Err(problems) => {
             for p in &problems {
-                eprintln!("error: {} (Dataflow {ns}/{name}): {}: {} ({})", located.origin, p.field, p.message, p.reason);
+                eprintln!(
+                    "error: {} (Dataflow {ns}/{name}): {}: {} ({})",
+                    located.origin, p.field, p.message, p.reason
+                );
             }
             return Ok(1);
         }
     };
     let account = set.account(ns, &dataflow.spec.account).map(|a| &a.object).expect("checked by dataflow_check");
-    let destination =
-        set.destination(&account.spec.destination).map(|d| &d.object).expect("checked by dataflow_check");
+    let destination = set.destination(&account.spec.destination).map(|d| &d.object).expect("checked by dataflow_check");
     let connector = match connector_for(destination.spec.connector, &account.spec.parameters) {
         Ok(c) => c,
         Err(e) => {

@@ -76,7 +76,8 @@ impl Write for FileWriter {
 
 impl ObjectWriter for FileWriter {
     fn commit(mut self: Box<Self>) -> Result<u64, ConnectorError> {
-        let out = self.out.take().ok_or_else(|| io_error(&self.final_path, std::io::Error::other("already finished")))?;
+        let out =
+            self.out.take().ok_or_else(|| io_error(&self.final_path, std::io::Error::other("already finished")))?;
         let file = out.into_inner().map_err(|e| io_error(&self.temp_path, e.into_error()))?;
         file.sync_all().map_err(|e| io_error(&self.temp_path, e))?;
         let bytes = file.metadata().map_err(|e| io_error(&self.temp_path, e))?.len();

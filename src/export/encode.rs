@@ -101,7 +101,7 @@ pub enum EncodeError {
 
 enum ByteSink {
     Plain(BufWriter<Box<dyn ObjectWriter>>),
-    Gzip(GzEncoder<BufWriter<Box<dyn ObjectWriter>>>),
+    Gzip(Box<GzEncoder<BufWriter<Box<dyn ObjectWriter>>>>),
 }
 
 impl ByteSink {
@@ -123,7 +123,7 @@ impl ByteSink {
 
 enum Body {
     Text { sink: ByteSink, line: String, json: bool },
-    Parquet { writer: ArrowWriter<Box<dyn ObjectWriter>>, columns: Vec<StringBuilder>, buffered: usize },
+    Parquet { writer: Box<ArrowWriter<Box<dyn ObjectWriter>>>, columns: Vec<StringBuilder>, buffered: usize },
 }
 
 /// One output file being encoded.
@@ -148,14 +148,18 @@ impl PartEncoder {
                     Compression::None => ParquetCompression::UNCOMPRESSED,
                 };
                 let props = WriterProperties::builder().set_compression(compression).build();
-                let writer = ArrowWriter::try_new(writer, schema.clone(), Some(props))
-                    .map_err(|source| EncodeError::Parquet { file: name.clone(), source })?;
+                let writer = Box::new(
+                    ArrowWriter::try_new(writer, schema.clone(), Some(props))
+                        .map_err(|source| EncodeError::Parquet { file: name.clone(), source })?,
+                );
                 Body::Parquet { writer, columns: targets.iter().map(|_| StringBuilder::new()).collect(), buffered: 0 }
             }
             format => {
                 let buffered = BufWriter::with_capacity(256 * 1024, writer);
                 let sink = match plan.compression {
-                    Compression::Gzip => ByteSink::Gzip(GzEncoder::new(buffered, flate2::Compression::default())),
+                    Compression::Gzip => {
+                        ByteSink::Gzip(Box::new(GzEncoder::new(buffered, flate2::Compression::default())))
+                    }
                     Compression::None => ByteSink::Plain(buffered),
                 };
                 Body::Text { sink, line: String::new(), json: format == FileFormat::JSONLines }
@@ -248,13 +252,7 @@ mod tests {
 
     #[test]
     fn csv_dialect_options_apply() {
-        let d = CsvDialect {
-            delimiter: ';',
-            quote: '\'',
-            escape: Some('\\'),
-            header: true,
-            null_value: "NULL".into(),
-        };
+        let d = CsvDialect { delimiter: ';', quote: '\'', escape: Some('\\'), header: true, null_value: "NULL".into() };
         assert_eq!(line(&[Some("a;b"), None, Some("it's"), Some("")], &d), "'a;b';NULL;'it\\'s';''\n");
         assert_eq!(line(&[Some("back\\slash")], &d), "'back\\\\slash'\n");
     }

@@ -51,9 +51,10 @@ impl IdentityCol {
             let lo = self.lists.value_offsets();
             let range = lo[e] as usize..lo[e + 1] as usize;
             let valid = |j: &usize| !self.ids.is_null(*j);
-            let primary = range.clone().filter(valid).find(|&j| {
-                self.primary.as_ref().is_some_and(|p| !p.is_null(j) && p.value(j))
-            });
+            let primary = range
+                .clone()
+                .filter(valid)
+                .find(|&j| self.primary.as_ref().is_some_and(|p| !p.is_null(j) && p.value(j)));
             return primary.or_else(|| range.clone().find(valid)).map(|j| self.ids.value(j));
         }
         None
@@ -167,11 +168,9 @@ fn identity_col(batch: &RecordBatch, path: &Path) -> Result<Option<IdentityCol>,
 fn membership_col(batch: &RecordBatch, path: &Path) -> Result<Option<MembershipCol>, SourceError> {
     let Some(map) = map_column(batch, "segmentMembership", path)? else { return Ok(None) };
     let keys = as_strings(map.keys(), path, "segmentMembership.key")?;
-    let values = map
-        .values()
-        .as_struct_opt()
-        .cloned()
-        .ok_or_else(|| column_error(path, "segmentMembership.value", "expected a struct {status, lastQualificationTime}"))?;
+    let values = map.values().as_struct_opt().cloned().ok_or_else(|| {
+        column_error(path, "segmentMembership.value", "expected a struct {status, lastQualificationTime}")
+    })?;
     let status = match values.column_by_name("status") {
         Some(c) => as_strings(c, path, "segmentMembership.value.status")?,
         None => StringArray::new_null(values.len()),
@@ -189,9 +188,10 @@ fn membership_col(batch: &RecordBatch, path: &Path) -> Result<Option<MembershipC
             };
             let raw = cast(c, &DataType::Int64).map_err(|e| column_error(path, column, e.to_string()))?;
             let raw = raw.as_primitive::<Int64Type>();
-            Some(arrow::array::Int64Array::from_iter(raw.iter().map(|v| {
-                v.map(|v| if scale_down < 0 { v.saturating_mul(-scale_down) } else { v / scale_down })
-            })))
+            Some(arrow::array::Int64Array::from_iter(
+                raw.iter()
+                    .map(|v| v.map(|v| if scale_down < 0 { v.saturating_mul(-scale_down) } else { v / scale_down })),
+            ))
         }
     };
     Ok(Some(MembershipCol { map, keys, values, status, time }))
@@ -262,7 +262,13 @@ impl BatchView {
     }
 
     /// The raw (untransformed) value of each plan field of a row.
-    pub fn raw_values(&self, row: usize, plan: &ExportPlan, status: Option<&str>, time: Option<i64>) -> Vec<Option<String>> {
+    pub fn raw_values(
+        &self,
+        row: usize,
+        plan: &ExportPlan,
+        status: Option<&str>,
+        time: Option<i64>,
+    ) -> Vec<Option<String>> {
         plan.fields
             .iter()
             .zip(&self.fields)

@@ -192,7 +192,11 @@ fn nulls(valid: impl Iterator<Item = bool>) -> Option<NullBuffer> {
     (buffer.null_count() > 0).then_some(buffer)
 }
 
-fn struct_of(fields: Fields, arrays: Vec<ArrayRef>, valid: Option<NullBuffer>) -> Result<StructArray, arrow::error::ArrowError> {
+fn struct_of(
+    fields: Fields,
+    arrays: Vec<ArrayRef>,
+    valid: Option<NullBuffer>,
+) -> Result<StructArray, arrow::error::ArrowError> {
     StructArray::try_new(fields, arrays, valid)
 }
 
@@ -290,7 +294,8 @@ fn identity_map_array(profiles: &[Profile]) -> Result<MapArray, arrow::error::Ar
         vec![strings(ids.into_iter()), Arc::new(BooleanArray::from(primaries))],
         None,
     )?;
-    let lists = ListArray::try_new(identity_list_field(), OffsetBuffer::new(list_offsets.into()), Arc::new(entry), None)?;
+    let lists =
+        ListArray::try_new(identity_list_field(), OffsetBuffer::new(list_offsets.into()), Arc::new(entry), None)?;
     let DataType::Struct(kv_fields) = identity_entries_field().data_type().clone() else { unreachable!() };
     let kv = struct_of(kv_fields, vec![strings(keys.into_iter().map(Some)), Arc::new(lists)], None)?;
     MapArray::try_new(
@@ -317,10 +322,7 @@ fn membership_array(profiles: &[Profile]) -> Result<MapArray, arrow::error::Arro
     }
     let value = struct_of(
         membership_fields(),
-        vec![
-            strings(statuses.into_iter()),
-            Arc::new(TimestampMicrosecondArray::from(times).with_timezone("UTC")),
-        ],
+        vec![strings(statuses.into_iter()), Arc::new(TimestampMicrosecondArray::from(times).with_timezone("UTC"))],
         None,
     )?;
     let DataType::Struct(kv_fields) = membership_entries_field().data_type().clone() else { unreachable!() };

@@ -39,11 +39,8 @@ pub fn run_export(
 ) -> Result<RunReport, ExportError> {
     let started = Instant::now();
     let mut source = ProfileSource::open(profiles_url, plan)?;
-    let mut report = RunReport {
-        dataflow: plan.dataflow.clone(),
-        segment: plan.segment_id.clone(),
-        ..RunReport::default()
-    };
+    let mut report =
+        RunReport { dataflow: plan.dataflow.clone(), segment: plan.segment_id.clone(), ..RunReport::default() };
     let mut finished: Vec<Finished> = Vec::new();
     let mut current: Option<PartEncoder> = None;
     let result = encode_all(plan, &mut source, connector, progress, &mut report, &mut finished, &mut current);

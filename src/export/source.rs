@@ -156,9 +156,9 @@ impl ProfileSource {
             let (path, reader) = self.current.as_mut()?;
             let path = path.clone();
             let next = match reader {
-                Reader::Parquet(r) => r.next().map(|res| {
-                    res.map_err(|e| SourceError::Parquet { path: path.clone(), message: e.to_string() })
-                }),
+                Reader::Parquet(r) => r
+                    .next()
+                    .map(|res| res.map_err(|e| SourceError::Parquet { path: path.clone(), message: e.to_string() })),
                 Reader::Ndjson { lines, line } => read_ndjson_batch(lines, line, &path),
             };
             match next {
