@@ -459,3 +459,37 @@ fn the_commands_generate_export_and_report() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("Dataflow 'marketing/nope' not found") && stderr.contains("marketing/four"), "{stderr}");
 }
+
+#[test]
+fn a_column_of_the_wrong_type_is_named_with_its_file() {
+    use std::sync::Arc;
+
+    use arrow::array::{RecordBatch, StringArray};
+    use arrow::datatypes::{DataType, Field, Schema};
+
+    let dir = tempfile::tempdir().unwrap();
+    let profiles = dir.path().join("profiles");
+    std::fs::create_dir_all(&profiles).unwrap();
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("profile_id", DataType::Utf8, true),
+        Field::new("segmentMembership", DataType::Utf8, true),
+    ]));
+    let batch = RecordBatch::try_new(
+        schema.clone(),
+        vec![Arc::new(StringArray::from(vec!["p1"])), Arc::new(StringArray::from(vec!["seg-1"]))],
+    )
+    .unwrap();
+    let file = std::fs::File::create(profiles.join("part-00000.parquet")).unwrap();
+    let mut writer = parquet::arrow::ArrowWriter::try_new(file, schema, None).unwrap();
+    writer.write(&batch).unwrap();
+    writer.close().unwrap();
+
+    let out = dir.path().join("out");
+    let m = manifests(dir.path(), "four", &out, FOUR_FIELDS);
+    let err = export(&m, "four", "seg-1", &profiles.display().to_string(), None).unwrap_err().to_string();
+    assert!(
+        err.contains("part-00000.parquet") && err.contains("segmentMembership") && err.contains("expected a map"),
+        "{err}"
+    );
+    assert_eq!(files_in(&out), Vec::<String>::new());
+}
