@@ -184,6 +184,11 @@ pub fn profile(seed: u64, i: u64, segments: u32) -> Profile {
     }
 }
 
+/// Row groups of one generated batch each, so memory stays at a batch whatever the file size.
+fn writer_properties() -> parquet::file::properties::WriterProperties {
+    parquet::file::properties::WriterProperties::builder().set_max_row_group_row_count(Some(BATCH_ROWS)).build()
+}
+
 /// One output file being written under a temporary name.
 enum PartFile {
     Parquet(Box<ArrowWriter<File>>),
@@ -212,7 +217,7 @@ pub fn write_sample(dir: &Path, spec: &SampleSpec) -> Result<Vec<PathBuf>, Sampl
         let file = File::create(&tmp_path).map_err(io(&tmp_path))?;
         let mut out = match spec.format {
             SampleFormat::Parquet => PartFile::Parquet(Box::new(
-                ArrowWriter::try_new(file, profile_schema(), None)
+                ArrowWriter::try_new(file, profile_schema(), Some(writer_properties()))
                     .map_err(|source| SampleError::Parquet { path: tmp_path.clone(), source })?,
             )),
             SampleFormat::Ndjson => PartFile::Ndjson(BufWriter::with_capacity(1 << 20, file)),

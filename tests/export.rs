@@ -493,3 +493,28 @@ fn a_column_of_the_wrong_type_is_named_with_its_file() {
     );
     assert_eq!(files_in(&out), Vec::<String>::new());
 }
+
+#[test]
+fn only_the_leaf_columns_the_plan_needs_are_read() {
+    use arrow::array::AsArray;
+
+    let dir = tempfile::tempdir().unwrap();
+    let profiles = dir.path().join("profiles");
+    write_sample(&profiles, &SampleSpec { count: 100, ..SampleSpec::default() }).unwrap();
+    let out = dir.path().join("out");
+    let m = manifests(dir.path(), "four", &out, FOUR_FIELDS);
+    let set = ManifestSet::read(&[m]).unwrap();
+    let df = &set.dataflow("marketing", "four").unwrap().object;
+    let checked = dataflow_check(&set, df, now()).unwrap();
+    let account = &set.account("marketing", "local").unwrap().object;
+    let destination = &set.destination("local-files").unwrap().object;
+    let plan = ExportPlan::new(df, &checked, account, destination, "seg-1", None, now()).unwrap();
+    let mut source = outflow::export::source::ProfileSource::open(&profiles.display().to_string(), &plan).unwrap();
+    assert_eq!(source.total_rows(), Some(100));
+    let (batch, _) = source.next_batch().unwrap().unwrap();
+    let schema = batch.schema();
+    let roots: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+    assert_eq!(roots, vec!["profile_id", "person", "personalEmail", "consents", "segmentMembership"]);
+    let name = batch.column_by_name("person").unwrap().as_struct().column_by_name("name").unwrap().as_struct().clone();
+    assert_eq!(name.fields().iter().map(|f| f.name().as_str()).collect::<Vec<_>>(), vec!["firstName"]);
+}
