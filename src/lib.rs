@@ -7,8 +7,11 @@
 
 pub mod api;
 pub mod cli;
+pub mod connectors;
 pub mod controller;
 pub mod crds;
 pub mod executor;
+pub mod export;
 pub mod manifest;
 pub mod plan;
+pub mod sample;

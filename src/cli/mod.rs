@@ -3,6 +3,8 @@
 mod catalog;
 mod controller;
 mod crds;
+mod export;
+mod sample;
 mod validate;
 
 use std::path::PathBuf;
@@ -48,6 +50,10 @@ pub enum Command {
         #[arg(short = 'f', long = "filename", required = true)]
         paths: Vec<PathBuf>,
     },
+    /// Export a Dataflow's segments from a profile store snapshot to the Account's destination.
+    Export(export::Args),
+    /// Write a deterministic profile store snapshot (Parquet or NDJSON) of any size.
+    SampleProfiles(sample::Args),
 }
 
 /// Sets up logging to standard error; `RUST_LOG` filters (info by default).
@@ -68,6 +74,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Crds { out_dir } => crds::run(out_dir),
         Command::Catalog { paths } => catalog::run(&paths).await,
         Command::Validate { paths } => validate::run(&paths),
+        Command::Export(args) => tokio::task::block_in_place(|| export::run(args)),
+        Command::SampleProfiles(args) => tokio::task::block_in_place(|| sample::run(args)),
     }
 }
 

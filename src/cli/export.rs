@@ -1,0 +1,176 @@
+//! `outflow export`: one export run per segment of a Dataflow read from manifest files.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use chrono::{DateTime, Utc};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::connectors::connector_for;
+use crate::export::{ExportPlan, NoProgress, Progress, RunReport, run_export};
+use crate::manifest::check::dataflow_check;
+use crate::manifest::{ManifestSet, namespace_of};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Files or folders of manifests (Destinations, Accounts, Secrets, Dataflows).
+    #[arg(short = 'f', long = "filename", required = true)]
+    pub paths: Vec<PathBuf>,
+    /// The Dataflow, as NAME or NAMESPACE/NAME.
+    #[arg(long)]
+    pub dataflow: String,
+    /// Export only this segment (all segments of the Dataflow when absent).
+    #[arg(long)]
+    pub segment: Option<String>,
+    /// The profile store snapshot: a folder of *.parquet or *.ndjson files.
+    #[arg(long, default_value = "examples/quickstart/profiles")]
+    pub profiles: String,
+    /// Write the run report (JSON) here: one object for one segment, an array for several.
+    #[arg(long)]
+    pub out_report: Option<PathBuf>,
+    /// The time the run is for (file names), RFC 3339; now when absent.
+    #[arg(long)]
+    pub now: Option<String>,
+    /// For Incremental segments: export changes qualified after this time (RFC 3339), the
+    /// `watermark` of the previous run's report. Without it an incremental run is full.
+    #[arg(long)]
+    pub watermark: Option<String>,
+}
+
+struct Bar(ProgressBar);
+
+impl Progress for Bar {
+    fn rows_read(&self, read: u64, total: Option<u64>) {
+        if let Some(t) = total {
+            self.0.set_length(t);
+        }
+        self.0.set_position(read);
+    }
+}
+
+fn parse_time(flag: &str, value: &str) -> anyhow::Result<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(value)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| anyhow::anyhow!("--{flag} '{value}' is not an RFC 3339 time: {e}"))
+}
+
+pub fn run(args: Args) -> anyhow::Result<i32> {
+    let now = match &args.now {
+        Some(v) => parse_time("now", v)?,
+        None => Utc::now(),
+    };
+    let watermark = args.watermark.as_deref().map(|v| parse_time("watermark", v)).transpose()?;
+    let set = match ManifestSet::read(&args.paths) {
+        Ok(set) => set,
+        Err(errors) => {
+            for e in &errors {
+                eprintln!("error: {e}");
+            }
+            return Ok(1);
+        }
+    };
+    let (ns, name) = args.dataflow.split_once('/').unwrap_or(("default", args.dataflow.as_str()));
+    let Some(located) = set.dataflow(ns, name) else {
+        let known: Vec<String> = set
+            .dataflows
+            .iter()
+            .map(|d| {
+                format!("{}/{}", namespace_of(&d.object.metadata), d.object.metadata.name.as_deref().unwrap_or("?"))
+            })
+            .collect();
+        eprintln!(
+            "error: Dataflow '{ns}/{name}' not found in the manifests (found: {})",
+            if known.is_empty() { "none".to_string() } else { known.join(", ") }
+        );
+        return Ok(1);
+    };
+    let dataflow = &located.object;
+    let checked = match dataflow_check(&set, dataflow, now) {
+        Ok(plan) => plan,
+        Err(problems) => {
+            for p in &problems {
+                eprintln!(
+                    "error: {} (Dataflow {ns}/{name}): {}: {} ({})",
+                    located.origin, p.field, p.message, p.reason
+                );
+            }
+            return Ok(1);
+        }
+    };
+    let account = set.account(ns, &dataflow.spec.account).map(|a| &a.object).expect("checked by dataflow_check");
+    let destination = set.destination(&account.spec.destination).map(|d| &d.object).expect("checked by dataflow_check");
+    let connector = match connector_for(destination.spec.connector, &account.spec.parameters) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: Account {ns}/{}: {e}", dataflow.spec.account);
+            return Ok(1);
+        }
+    };
+    if let Err(e) = connector.probe() {
+        eprintln!("error: Account {ns}/{}: {e}", dataflow.spec.account);
+        return Ok(1);
+    }
+    let segments: Vec<String> = match &args.segment {
+        Some(s) => vec![s.clone()],
+        None => dataflow.spec.segments.iter().map(|s| s.id.clone()).collect(),
+    };
+    let mut reports: Vec<RunReport> = Vec::new();
+    let mut failed = false;
+    for segment in &segments {
+        let plan = match ExportPlan::new(dataflow, &checked, account, destination, segment, watermark, now) {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("error: {e}");
+                failed = true;
+                continue;
+            }
+        };
+        let result = if std::io::stderr().is_terminal() {
+            let bar = ProgressBar::new(0);
+            bar.set_style(
+                ProgressStyle::with_template("{msg} [{bar:30}] {human_pos}/{human_len} profiles ({per_sec}, {eta})")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            bar.set_message(format!("{ns}/{name} {segment}"));
+            let bar = Bar(bar);
+            let result = run_export(&plan, &args.profiles, connector.as_ref(), &bar);
+            bar.0.finish_and_clear();
+            result
+        } else {
+            run_export(&plan, &args.profiles, connector.as_ref(), &NoProgress)
+        };
+        match result {
+            Ok(report) => {
+                println!(
+                    "{ns}/{name} segment {segment}: read {}, exported {}, excluded (consent {}, mandatory {}, duplicate {}), {} file(s), {} bytes, {} ms to {}",
+                    report.profiles_read,
+                    report.exported,
+                    report.excluded_consent,
+                    report.excluded_mandatory,
+                    report.excluded_duplicate,
+                    report.files.len(),
+                    report.files.iter().map(|f| f.bytes).sum::<u64>(),
+                    report.duration_ms,
+                    connector.describe(),
+                );
+                for f in &report.files {
+                    println!("  {} ({} rows, {} bytes)", f.name, f.rows, f.bytes);
+                }
+                reports.push(report);
+            }
+            Err(e) => {
+                eprintln!("error: {ns}/{name} segment {segment}: {e}");
+                failed = true;
+            }
+        }
+    }
+    if let Some(path) = &args.out_report {
+        let json = if args.segment.is_some() && reports.len() == 1 {
+            serde_json::to_string_pretty(&reports[0])?
+        } else {
+            serde_json::to_string_pretty(&reports)?
+        };
+        std::fs::write(path, json + "\n").map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    }
+    Ok(if failed { 1 } else { 0 })
+}
