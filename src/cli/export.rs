@@ -99,7 +99,7 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     };
     let account = set.account(ns, &dataflow.spec.account).map(|a| &a.object).expect("checked by dataflow_check");
     let destination = set.destination(&account.spec.destination).map(|d| &d.object).expect("checked by dataflow_check");
-    let connector = match connector_for(destination.spec.connector, &account.spec.parameters) {
+    let connector = match connector_for(destination.spec.connector, &account.spec.parameters, &Default::default()) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: Account {ns}/{}: {e}", dataflow.spec.account);

@@ -43,6 +43,7 @@ pub trait Connector: Send + Sync {
 pub fn connector_for(
     kind: ConnectorKind,
     parameters: &BTreeMap<String, String>,
+    _secrets: &BTreeMap<String, String>,
 ) -> Result<Box<dyn Connector>, ConnectorError> {
     match kind {
         ConnectorKind::File => {

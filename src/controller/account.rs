@@ -79,7 +79,10 @@ async fn reconcile(account: Arc<Account>, ctx: Arc<Context>) -> Result<Action, E
         observed_generation: generation,
         conditions: merge(
             &previous.conditions,
-            readiness(problem, &format!("Destination '{}', its parameters and credentials resolve", account.spec.destination)),
+            readiness(
+                problem,
+                &format!("Destination '{}', its parameters and credentials resolve", account.spec.destination),
+            ),
             generation,
             &format_time(chrono::Utc::now()),
         ),

@@ -3,12 +3,12 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Utc};
 use k8s_openapi::api::batch::v1::Job;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
 use crate::api::Dataflow;
+pub use crate::plan::runs::RunRequest;
 use crate::plan::schedule::format_time;
 
 pub const LABEL_NAME: &str = "app.kubernetes.io/name";
@@ -45,18 +45,6 @@ impl Default for JobDefaults {
             ttl_seconds_after_finished: 7 * 24 * 3600,
         }
     }
-}
-
-/// What one run is.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RunRequest {
-    pub id: String,
-    pub segment: String,
-    pub scheduled: DateTime<Utc>,
-    /// The incremental watermark the run starts from (RFC 3339).
-    pub watermark: Option<String>,
-    /// The manual-run token, for runs asked with the `outflow.dev/run-requested-at` annotation.
-    pub run_request: Option<String>,
 }
 
 /// The arguments of `outflow export` for one run, as the pod (or a test playing it) runs it.
@@ -169,6 +157,7 @@ fn label_value(value: &str) -> String {
 mod tests {
     use super::*;
     use crate::plan::schedule::parse_time;
+    use chrono::Utc;
 
     fn dataflow() -> Dataflow {
         serde_json::from_value(json!({

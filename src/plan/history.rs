@@ -7,6 +7,18 @@ use crate::api::{RunRecord, RunResult, SegmentStatus};
 /// Runs kept in status when the Dataflow does not say.
 pub const DEFAULT_HISTORY_LIMIT: usize = 10;
 
+/// The history record of a run that is going.
+pub fn running(run: &super::runs::RunRequest, started: chrono::DateTime<chrono::Utc>) -> RunRecord {
+    RunRecord {
+        id: run.id.clone(),
+        segment: run.segment.clone(),
+        scheduled_time: super::schedule::format_time(run.scheduled),
+        start_time: Some(super::schedule::format_time(started)),
+        result: Some(RunResult::Running),
+        ..Default::default()
+    }
+}
+
 /// Puts `record` first in the history (replacing an older entry of the same run) and keeps at
 /// most `limit` entries.
 pub fn push(history: &mut Vec<RunRecord>, record: RunRecord, limit: usize) {

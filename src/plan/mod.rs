@@ -8,4 +8,5 @@ pub mod file_name;
 pub mod history;
 pub mod runs;
 pub mod schedule;
+pub mod tick;
 pub mod validate;

@@ -6,6 +6,26 @@ use chrono::{DateTime, Duration, Utc};
 use sha2::{Digest, Sha256};
 
 use super::schedule::SegmentSchedule;
+use crate::api::RunRecord;
+
+/// What one run is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunRequest {
+    pub id: String,
+    pub segment: String,
+    pub scheduled: DateTime<Utc>,
+    /// The incremental watermark the run starts from (RFC 3339).
+    pub watermark: Option<String>,
+    /// The manual-run token, for runs asked with the `outflow.dev/run-requested-at` annotation.
+    pub run_request: Option<String>,
+}
+
+/// A run as an executor sees it.
+#[derive(Debug, Clone)]
+pub enum Observed {
+    Running { request: RunRequest, started: DateTime<Utc> },
+    Finished { record: RunRecord, watermark: Option<String> },
+}
 
 /// How many missed times are looked at (and recorded) at most, so a minutely cron after a long
 /// outage is not replayed in a burst nor recorded without bound.

@@ -1,0 +1,160 @@
+//! The in-process executor: runs exports as tasks inside the controller, at most `limit` at a
+//! time, and keeps each finished run until the controller has folded it into status. On
+//! shutdown it lets running exports finish for a grace period; an export cut short publishes
+//! nothing, since files are committed only at its end.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::{Notify, Semaphore, mpsc};
+
+use super::Observed;
+use super::RunRequest;
+use super::runner::{RunInputs, execute, finished_record};
+use crate::api::{Account, Dataflow, Destination};
+use crate::export::NoProgress;
+use crate::plan::validate::DataflowPlan;
+
+/// A Dataflow, by namespace and name.
+pub type DataflowKey = (String, String);
+
+/// What a run needs, owned, so it can move onto a worker thread.
+#[derive(Clone)]
+pub struct OwnedInputs {
+    pub dataflow: Dataflow,
+    pub checked: DataflowPlan,
+    pub account: Account,
+    pub destination: Destination,
+    pub secrets: BTreeMap<String, String>,
+    pub profiles_url: String,
+}
+
+enum Slot {
+    Running { request: RunRequest, started: DateTime<Utc> },
+    Finished(Observed),
+}
+
+/// Runs exports as tasks of this process.
+pub struct InProcess {
+    limit: Arc<Semaphore>,
+    runs: Arc<Mutex<HashMap<DataflowKey, BTreeMap<String, Slot>>>>,
+    finished: mpsc::UnboundedSender<DataflowKey>,
+    running: Arc<AtomicUsize>,
+    idle: Arc<Notify>,
+    stopping: AtomicBool,
+}
+
+impl InProcess {
+    /// An executor running at most `limit` exports at once; `finished` hears which Dataflow has a
+    /// run that just ended, so the controller reconciles it without polling.
+    pub fn new(limit: usize, finished: mpsc::UnboundedSender<DataflowKey>) -> Self {
+        Self {
+            limit: Arc::new(Semaphore::new(limit.max(1))),
+            runs: Arc::default(),
+            finished,
+            running: Arc::default(),
+            idle: Arc::default(),
+            stopping: AtomicBool::new(false),
+        }
+    }
+
+    /// Starts the run unless this executor already knows it; returns whether it started.
+    pub fn start(&self, key: DataflowKey, request: RunRequest, inputs: OwnedInputs) -> bool {
+        if self.stopping.load(Ordering::SeqCst) {
+            return false;
+        }
+        let started = Utc::now();
+        {
+            let mut runs = self.runs.lock().unwrap_or_else(|e| e.into_inner());
+            let slots = runs.entry(key.clone()).or_default();
+            if slots.contains_key(&request.id) {
+                return false;
+            }
+            slots.insert(request.id.clone(), Slot::Running { request: request.clone(), started });
+        }
+        let (limit, runs, finished, running, idle) =
+            (self.limit.clone(), self.runs.clone(), self.finished.clone(), self.running.clone(), self.idle.clone());
+        running.fetch_add(1, Ordering::SeqCst);
+        tokio::spawn(async move {
+            let permit = limit.acquire_owned().await;
+            let run = request.clone();
+            let outcome = tokio::task::spawn_blocking(move || {
+                let inputs = RunInputs {
+                    dataflow: &inputs.dataflow,
+                    checked: &inputs.checked,
+                    account: &inputs.account,
+                    destination: &inputs.destination,
+                    secrets: &inputs.secrets,
+                    profiles_url: &inputs.profiles_url,
+                };
+                execute(&inputs, &run, &NoProgress)
+            })
+            .await
+            .unwrap_or_else(|e| {
+                Err(super::runner::RunFailure {
+                    message: format!("the export task ended abnormally: {e}"),
+                    permanent: false,
+                })
+            });
+            drop(permit);
+            let (record, watermark) = finished_record(&request, started, Utc::now(), &outcome);
+            tracing::info!(run = %request.id, result = ?record.result, "run finished");
+            if let Some(slots) = runs.lock().unwrap_or_else(|e| e.into_inner()).get_mut(&key) {
+                slots.insert(request.id.clone(), Slot::Finished(Observed::Finished { record, watermark }));
+            }
+            let _ = finished.send(key);
+            if running.fetch_sub(1, Ordering::SeqCst) == 1 {
+                idle.notify_waiters();
+            }
+        });
+        true
+    }
+
+    /// The runs of a Dataflow this executor knows: going, or finished and not yet forgotten.
+    pub fn observe(&self, key: &DataflowKey) -> Vec<Observed> {
+        let runs = self.runs.lock().unwrap_or_else(|e| e.into_inner());
+        runs.get(key)
+            .map(|slots| {
+                slots
+                    .values()
+                    .map(|slot| match slot {
+                        Slot::Running { request, started } => {
+                            Observed::Running { request: request.clone(), started: *started }
+                        }
+                        Slot::Finished(o) => o.clone(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Drops a finished run once its record is in status.
+    pub fn forget(&self, key: &DataflowKey, id: &str) {
+        let mut runs = self.runs.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(slots) = runs.get_mut(key)
+            && matches!(slots.get(id), Some(Slot::Finished(_)))
+        {
+            slots.remove(id);
+        }
+    }
+
+    /// Stops starting runs and waits up to `grace` for the running ones; returns how many were
+    /// still running (and are abandoned, publishing nothing).
+    pub async fn shutdown(&self, grace: Duration) -> usize {
+        self.stopping.store(true, Ordering::SeqCst);
+        let deadline = tokio::time::Instant::now() + grace;
+        loop {
+            let notified = self.idle.notified();
+            let left = self.running.load(Ordering::SeqCst);
+            if left == 0 {
+                return 0;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return self.running.load(Ordering::SeqCst);
+            }
+        }
+    }
+}
