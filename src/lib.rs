@@ -12,6 +12,7 @@ pub mod controller;
 pub mod crds;
 pub mod executor;
 pub mod export;
+pub mod local;
 pub mod manifest;
 pub mod plan;
 pub mod sample;

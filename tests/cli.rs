@@ -44,7 +44,7 @@ fn catalog_lists_every_shipped_destination() {
 fn the_shipped_catalog_and_examples_validate() {
     let (ok, stdout, stderr) = outflow(&["validate", "-f", "manifests/catalog", "-f", "examples"]);
     assert!(ok, "{stderr}");
-    assert!(stdout.starts_with("ok: 14 Destination(s), 3 Account(s), 3 Dataflow(s), 3 Secret(s)"), "{stdout}");
+    assert!(stdout.starts_with("ok: 15 Destination(s), 4 Account(s), 4 Dataflow(s), 3 Secret(s)"), "{stdout}");
 }
 
 /// Copies the examples into a temp folder, applies `edit` to one file, and validates it with the

@@ -4,6 +4,7 @@ mod catalog;
 mod controller;
 mod crds;
 mod export;
+mod run;
 mod sample;
 mod validate;
 
@@ -30,6 +31,8 @@ pub enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Local mode: run what is due from folders of manifests, keep state in a folder, print the table.
+    Run(run::Args),
     /// Run the controller against the cluster in the current kubeconfig.
     Controller(controller::Args),
     /// Print every CustomResourceDefinition as YAML (or write one file each with --out-dir).
@@ -74,6 +77,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Crds { out_dir } => crds::run(out_dir),
         Command::Catalog { paths } => catalog::run(&paths).await,
         Command::Validate { paths } => validate::run(&paths),
+        Command::Run(args) => run::run(args).await,
         Command::Export(args) => tokio::task::block_in_place(|| export::run(args)),
         Command::SampleProfiles(args) => tokio::task::block_in_place(|| sample::run(args)),
     }

@@ -16,7 +16,8 @@ fn from_json<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> T {
 
 /// Applies the examples' Accounts, Secrets and Dataflows into `ns`.
 async fn apply_examples(client: &kube::Client, ns: &str) -> (Vec<String>, Vec<String>) {
-    let set = outflow::manifest::ManifestSet::read(&[support::repo_path("examples")]).expect("reading examples");
+    let folders = ["examples/s3", "examples/sftp", "examples/meta"].map(support::repo_path);
+    let set = outflow::manifest::ManifestSet::read(&folders).expect("reading examples");
     let secrets = Api::<Secret>::namespaced(client.clone(), ns);
     for s in &set.secrets {
         let mut s = s.object.clone();
