@@ -84,7 +84,7 @@ fn full_then_incremental_then_nothing_due() {
     writer.close().unwrap();
 
     // Second invocation, after the 11:00 run is due: only the changes, exits included.
-    let (ok, stdout, stderr) = run(cwd, &profiles, &state, "2026-11-28T11:00:05Z");
+    let (ok, _, stderr) = run(cwd, &profiles, &state, "2026-11-28T11:00:05Z");
     assert!(ok, "{stderr}");
     let files = exported_files(cwd);
     assert_eq!(files.len(), 2, "{files:?}");

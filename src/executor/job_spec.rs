@@ -157,7 +157,6 @@ fn label_value(value: &str) -> String {
 mod tests {
     use super::*;
     use crate::plan::schedule::parse_time;
-    use chrono::Utc;
 
     fn dataflow() -> Dataflow {
         serde_json::from_value(json!({
