@@ -1,37 +1,50 @@
 //! Dataflow reconciler: resolves the Account and Destination, checks fields against the
-//! Destination, computes each segment's next run, and requeues at the earliest one.
+//! Destination, folds what the executor reports into status, starts the runs that are due, and
+//! requeues at the earliest next run. A finished in-process run or a changed Job wakes it; there
+//! is no polling.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use futures::Stream;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Secret;
 use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Event, EventType};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
-use kube::{Client, ResourceExt};
+use kube::{Client, Resource, ResourceExt};
 
 use super::destination::LogOutcome;
 use super::{Context, Error, status};
-use crate::api::{Account, Dataflow, DataflowStatus, Destination};
+use crate::api::{Account, Dataflow, DataflowStatus, Destination, RUN_REQUESTED_ANNOTATION, RunRecord, RunResult};
+use crate::executor::in_process::{DataflowKey, OwnedInputs};
 use crate::plan::conditions::{READY, find, is_true, merge, readiness};
-use crate::plan::dataflow_status::{next_runs, once_anchor};
+use crate::plan::history::{DEFAULT_HISTORY_LIMIT, degraded};
 use crate::plan::schedule::format_time;
-use crate::plan::validate::{AccountState, check_dataflow, summarize};
+use crate::plan::tick::{Tick, tick};
+use crate::plan::validate::{AccountState, DataflowPlan, check_dataflow, summarize};
 
 /// Longest the controller sleeps on a Dataflow with nothing scheduled, to refresh its status.
 const IDLE_RESYNC: Duration = Duration::from_secs(3600);
+/// Annotation naming the segments a manual run is for (comma-separated; all when absent).
+pub const RUN_SEGMENTS_ANNOTATION: &str = "outflow.dev/run-segments";
 
 pub fn controller(
     client: Client,
     ctx: Arc<Context>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+    finished_runs: tokio::sync::mpsc::UnboundedReceiver<DataflowKey>,
 ) -> impl Stream<Item = ()> {
     let controller = Controller::new(Api::<Dataflow>::all(client.clone()), watcher::Config::default());
     let by_account = controller.store();
     let all = controller.store();
-    controller
+    let finished = futures::stream::unfold(finished_runs, |mut rx| async move {
+        rx.recv().await.map(|(ns, name)| (ObjectRef::<Dataflow>::new(&name).within(&ns), rx))
+    });
+    let controller = controller
         .watches(Api::<Account>::all(client.clone()), watcher::Config::default(), move |account| {
             let (ns, name) = (account.namespace(), account.name_any());
             by_account
@@ -43,18 +56,26 @@ pub fn controller(
         })
         // A catalog change can change which fields are valid; catalog edits are rare, so every
         // Dataflow is looked at again.
-        .watches(Api::<Destination>::all(client), watcher::Config::default(), move |_| {
+        .watches(Api::<Destination>::all(client.clone()), watcher::Config::default(), move |_| {
             all.state().into_iter().map(|d| ObjectRef::from_obj(d.as_ref())).collect::<Vec<_>>()
         })
-        .graceful_shutdown_on(shutdown)
-        .run(reconcile, error_policy, ctx)
-        .map_ok_or_log("Dataflow")
+        .reconcile_on(finished);
+    let controller = if ctx.executor.is_in_process() {
+        controller
+    } else {
+        controller
+            .owns(Api::<Job>::all(client), watcher::Config::default().labels("app.kubernetes.io/component=export"))
+    };
+    controller.graceful_shutdown_on(shutdown).run(reconcile, error_policy, ctx).map_ok_or_log("Dataflow")
 }
 
-async fn reconcile(dataflow: Arc<Dataflow>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let now = Utc::now();
-    let ns = dataflow.namespace().unwrap_or_default();
-    let account = Api::<Account>::namespaced(ctx.client.clone(), &ns)
+struct Resolved {
+    account: Option<Account>,
+    destination: Option<Destination>,
+}
+
+async fn resolve(ctx: &Context, dataflow: &Dataflow, ns: &str) -> Result<Resolved, Error> {
+    let account = Api::<Account>::namespaced(ctx.client.clone(), ns)
         .get_opt(&dataflow.spec.account)
         .await
         .map_err(Error::kube("getting", "Account", &dataflow.spec.account))?;
@@ -65,35 +86,197 @@ async fn reconcile(dataflow: Arc<Dataflow>, ctx: Arc<Context>) -> Result<Action,
             .map_err(Error::kube("getting", "Destination", &a.spec.destination))?,
         None => None,
     };
-    let state = account_state(account.as_ref());
+    Ok(Resolved { account, destination })
+}
+
+async fn reconcile(dataflow: Arc<Dataflow>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let now = Utc::now();
+    let ns = dataflow.namespace().unwrap_or_default();
+    let name = dataflow.name_any();
+    let resolved = resolve(&ctx, &dataflow, &ns).await?;
     let previous = dataflow.status.clone().unwrap_or_default();
-    let result = check_dataflow(&dataflow, state, destination.as_ref(), once_anchor(&previous, now));
+    let checked = check_dataflow(
+        &dataflow,
+        account_state(resolved.account.as_ref()),
+        resolved.destination.as_ref(),
+        once_anchor(&previous, now),
+    );
+    let observed = ctx.executor.observe(&dataflow).await.map_err(Error::kube("listing runs of", "Dataflow", &name))?;
+
+    // Not ready: runs already going still get folded in, but nothing starts.
+    let idle_plan = DataflowPlan { segments: Vec::new(), fields: Vec::new(), format: None };
+    let plan = checked.as_ref().unwrap_or(&idle_plan);
+    let mut spec = dataflow.spec.clone();
+    spec.enabled &= checked.is_ok();
+    let run_segments: Vec<String> = dataflow
+        .annotations()
+        .get(RUN_SEGMENTS_ANNOTATION)
+        .map(|s| s.split(',').map(|p| p.trim().to_string()).filter(|p| !p.is_empty()).collect())
+        .unwrap_or_default();
+    let history_limit = dataflow.spec.run_history_limit.map_or(DEFAULT_HISTORY_LIMIT, |l| l as usize);
+    let step = tick(&Tick {
+        namespace: &ns,
+        name: &name,
+        spec: &spec,
+        plan,
+        previous: &previous,
+        observed: &observed,
+        run_request: dataflow.annotations().get(RUN_REQUESTED_ANNOTATION).map(String::as_str),
+        run_request_segments: &run_segments,
+        now,
+        starting_deadline: dataflow
+            .spec
+            .starting_deadline_seconds
+            .map_or(ctx.config.starting_deadline, |s| chrono::Duration::seconds(i64::from(s))),
+        history_limit,
+    });
+
+    if let (Ok(plan), Some(account), Some(destination)) = (&checked, &resolved.account, &resolved.destination) {
+        start_runs(&ctx, &dataflow, &step.start, plan, account, destination).await?;
+    }
+
     let generation = dataflow.metadata.generation;
-    let (desired, segments) = match &result {
-        Ok(plan) => (readiness(None, "configuration is valid"), next_runs(plan, &dataflow.spec, &previous, now)),
+    let mut desired = match &checked {
+        Ok(_) => readiness(None, "configuration is valid"),
         Err(problems) => {
             let first = &problems[0];
-            (
-                readiness(Some((first.reason.as_str(), summarize(problems), first.reason.is_in_own_spec())), ""),
-                Vec::new(),
-            )
+            readiness(Some((first.reason.as_str(), summarize(problems), first.reason.is_in_own_spec())), "")
         }
     };
-    let next_run_time = segments.iter().filter_map(|s| s.next_run_time.as_deref()).min().map(String::from);
+    desired.extend(degraded(&step.history));
+    let segments = if checked.is_ok() {
+        step.segments.clone()
+    } else {
+        previous
+            .segments
+            .iter()
+            .cloned()
+            .map(|mut s| {
+                s.next_run_time = None;
+                s
+            })
+            .collect()
+    };
     let status = DataflowStatus {
         observed_generation: generation,
         conditions: merge(&previous.conditions, desired, generation, &format_time(now)),
-        next_run_time: next_run_time.clone(),
+        next_run_time: step.next.map(format_time),
         segments,
-        ..previous.clone()
+        history: step.history.clone(),
+        last_handled_run_request: step.handled_run_request.clone(),
     };
     let api = Api::<Dataflow>::namespaced(ctx.client.clone(), &ns);
     let applied = status::apply(&api, dataflow.as_ref(), dataflow.status.as_ref(), &status, "Dataflow").await;
     ctx.metrics.count("Dataflow", applied.is_ok());
     if applied? {
         status::publish_transition(&ctx, dataflow.as_ref(), &previous.conditions, &status.conditions).await;
+        publish_run_events(&ctx, dataflow.as_ref(), &previous.history, &status.history).await;
     }
-    Ok(requeue_at(next_run_time.as_deref(), now))
+    ctx.executor.forget(&dataflow, &step.folded).await.map_err(Error::kube("pruning runs of", "Dataflow", &name))?;
+    Ok(requeue_at(step.next, now))
+}
+
+/// Starts runs. In-process runs get the resolved objects and the Account's Secret values; Job
+/// runs get the name of the Secret their pod mounts.
+async fn start_runs(
+    ctx: &Context,
+    dataflow: &Dataflow,
+    runs: &[crate::executor::RunRequest],
+    plan: &DataflowPlan,
+    account: &Account,
+    destination: &Destination,
+) -> Result<(), Error> {
+    if runs.is_empty() {
+        return Ok(());
+    }
+    let ns = dataflow.namespace().unwrap_or_default();
+    let secret_name = account.spec.credentials_secret_ref.as_ref().map(|r| r.name.clone());
+    let secrets = match (&secret_name, ctx.executor.is_in_process()) {
+        (Some(name), true) => Api::<Secret>::namespaced(ctx.client.clone(), &ns)
+            .get_opt(name)
+            .await
+            .map_err(Error::kube("getting", "Secret", name))?
+            .map(|s| crate::manifest::secret_values(&s))
+            .unwrap_or_default(),
+        _ => Default::default(),
+    };
+    for run in runs {
+        let inputs = || {
+            Some(OwnedInputs {
+                dataflow: dataflow.clone(),
+                checked: plan.clone(),
+                account: account.clone(),
+                destination: destination.clone(),
+                secrets: secrets.clone(),
+                profiles_url: ctx.config.profiles_url.clone(),
+            })
+        };
+        let started = ctx.executor.start(dataflow, run, secret_name.as_deref(), inputs).await.map_err(Error::kube(
+            "starting run",
+            "Job",
+            &run.id,
+        ))?;
+        if started {
+            tracing::info!(dataflow = %dataflow.name_any(), namespace = %ns, run = %run.id, segment = %run.segment, scheduled = %format_time(run.scheduled), "run started");
+        }
+    }
+    Ok(())
+}
+
+/// Events on run start, success and failure (and skipped or missed runs), once each.
+async fn publish_run_events(ctx: &Context, dataflow: &Dataflow, before: &[RunRecord], after: &[RunRecord]) {
+    for record in after {
+        let old = before.iter().find(|r| r.id == record.id).and_then(|r| r.result);
+        if old == record.result {
+            continue;
+        }
+        let (type_, reason, note) = match record.result {
+            Some(RunResult::Running) => (
+                EventType::Normal,
+                "RunStarted",
+                format!(
+                    "run {} of segment {} started (scheduled {})",
+                    record.id, record.segment, record.scheduled_time
+                ),
+            ),
+            Some(RunResult::Succeeded) => (
+                EventType::Normal,
+                "RunSucceeded",
+                format!(
+                    "run {} exported {} of {} profiles in {} file(s), {} bytes",
+                    record.id, record.exported, record.profiles_read, record.files, record.bytes
+                ),
+            ),
+            Some(RunResult::Failed) => (
+                EventType::Warning,
+                "RunFailed",
+                format!("run {} failed: {}", record.id, record.message.as_deref().unwrap_or("")),
+            ),
+            Some(RunResult::Skipped) => (EventType::Warning, "RunSkipped", record.message.clone().unwrap_or_default()),
+            Some(RunResult::Missed) => (
+                EventType::Warning,
+                "RunMissed",
+                format!("run scheduled {} {}", record.scheduled_time, record.message.as_deref().unwrap_or("")),
+            ),
+            None => continue,
+        };
+        let event = Event {
+            type_,
+            reason: reason.into(),
+            note: Some(note.chars().take(1000).collect()),
+            action: "Run".into(),
+            secondary: None,
+        };
+        if let Err(e) = ctx.recorder.publish(&event, &dataflow.object_ref(&())).await {
+            tracing::warn!(error = %e, "could not publish an event");
+        }
+    }
+}
+
+/// When a `once` schedule without a time runs: the first time the controller saw the Dataflow,
+/// kept as that segment's next run; `now` the first time.
+fn once_anchor(previous: &DataflowStatus, now: DateTime<Utc>) -> DateTime<Utc> {
+    crate::plan::dataflow_status::once_anchor(previous, now)
 }
 
 /// The Account as the Dataflow sees it: Ready only once the Account's own status says so for its
@@ -115,10 +298,9 @@ fn account_state(account: Option<&Account>) -> AccountState<'_> {
     }
 }
 
-fn requeue_at(next: Option<&str>, now: DateTime<Utc>) -> Action {
+fn requeue_at(next: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Action {
     let wait = next
-        .and_then(crate::plan::schedule::parse_time)
-        .map(|t| (t - now).to_std().unwrap_or(Duration::ZERO) + Duration::from_secs(1))
+        .map(|t| (t - now).to_std().unwrap_or(Duration::ZERO) + Duration::from_millis(500))
         .unwrap_or(IDLE_RESYNC)
         .min(IDLE_RESYNC);
     Action::requeue(wait)

@@ -18,6 +18,15 @@ use kube::Client;
 pub use context::Context;
 pub use error::Error;
 
+/// Where export runs happen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExecutorKind {
+    /// Tasks inside the controller process.
+    InProcess,
+    /// One Kubernetes Job per run.
+    Job,
+}
+
 /// How the controller runs.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -25,11 +34,31 @@ pub struct Config {
     pub metrics_addr: Option<SocketAddr>,
     /// Name of the reporting controller in Events.
     pub reporter: String,
+    pub executor: ExecutorKind,
+    /// The profile store snapshot exports read.
+    pub profiles_url: String,
+    /// In-process executor: exports running at once.
+    pub max_concurrent_runs: usize,
+    /// A run missed by less than this still starts (when the Dataflow does not say).
+    pub starting_deadline: chrono::Duration,
+    /// On SIGTERM, how long running in-process exports may take to finish.
+    pub shutdown_grace: std::time::Duration,
+    /// Job executor settings.
+    pub job: crate::executor::job_spec::JobDefaults,
 }
 
 impl Default for Config {
     fn default() -> Self {
-        Self { metrics_addr: None, reporter: "outflow-controller".into() }
+        Self {
+            metrics_addr: None,
+            reporter: "outflow-controller".into(),
+            executor: ExecutorKind::InProcess,
+            profiles_url: "/data/profiles".into(),
+            max_concurrent_runs: 2,
+            starting_deadline: chrono::Duration::hours(1),
+            shutdown_grace: std::time::Duration::from_secs(30),
+            job: Default::default(),
+        }
     }
 }
 
@@ -39,7 +68,8 @@ pub async fn run(
     config: Config,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) -> Result<(), Error> {
-    let ctx = Arc::new(Context::new(client.clone(), &config));
+    let (finished, finished_runs) = tokio::sync::mpsc::unbounded_channel();
+    let ctx = Arc::new(Context::new(client.clone(), &config, finished));
     let shutdown = futures::future::FutureExt::shared(Box::pin(shutdown));
     if let Some(addr) = config.metrics_addr {
         let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| Error::Serve(addr, e))?;
@@ -48,9 +78,15 @@ pub async fn run(
     tracing::info!("starting the Destination, Account and Dataflow controllers");
     let destinations = destination::controller(client.clone(), ctx.clone(), shutdown.clone()).for_each(|_| async {});
     let accounts = account::controller(client.clone(), ctx.clone(), shutdown.clone()).for_each(|_| async {});
-    let dataflows = dataflow::controller(client, ctx.clone(), shutdown.clone()).for_each(|_| async {});
+    let dataflows = dataflow::controller(client, ctx.clone(), shutdown.clone(), finished_runs).for_each(|_| async {});
     ctx.metrics.ready.set(1);
     tokio::join!(destinations, accounts, dataflows);
+    if let crate::executor::select::Executor::InProcess(executor) = &ctx.executor {
+        let abandoned = executor.shutdown(config.shutdown_grace).await;
+        if abandoned > 0 {
+            tracing::warn!(abandoned, "exports still running at shutdown were abandoned; they published nothing");
+        }
+    }
     tracing::info!("controllers stopped");
     Ok(())
 }

@@ -144,7 +144,7 @@ pub fn job_for(dataflow: &Dataflow, run: &RunRequest, credentials_secret: Option
 }
 
 /// A label value: at most 63 characters of `[A-Za-z0-9._-]`, starting and ending alphanumeric.
-fn label_value(value: &str) -> String {
+pub fn label_value(value: &str) -> String {
     let cleaned: String = value
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') { c } else { '_' })

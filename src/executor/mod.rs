@@ -3,6 +3,8 @@
 
 pub mod in_process;
 pub mod job_spec;
+pub mod jobs;
 pub mod runner;
+pub mod select;
 
 pub use crate::plan::runs::{Observed, RunRequest};
