@@ -11,6 +11,9 @@ pub struct Args {
     /// Address of the /metrics, /healthz and /readyz endpoints.
     #[arg(long, default_value = "0.0.0.0:8080", env = "OUTFLOW_METRICS_ADDR")]
     metrics_addr: SocketAddr,
+    /// Watch Accounts and Dataflows in this namespace only (all namespaces when absent).
+    #[arg(long, env = "OUTFLOW_WATCH_NAMESPACE")]
+    namespace: Option<String>,
     /// Where export runs happen: tasks in this process, or one Kubernetes Job per run.
     #[arg(long, value_enum, default_value_t = ExecutorKind::InProcess, env = "OUTFLOW_EXECUTOR")]
     executor: ExecutorKind,
@@ -62,6 +65,7 @@ pub async fn run(args: Args) -> anyhow::Result<i32> {
             active_deadline_seconds: args.job_active_deadline_seconds,
             ttl_seconds_after_finished: args.job_ttl_seconds_after_finished,
         },
+        namespace: args.namespace,
         ..Default::default()
     };
     crate::controller::run(client, config, shutdown_signal()).await?;

@@ -14,8 +14,17 @@ use crate::manifest::{ManifestSet, namespace_of};
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Files or folders of manifests (Destinations, Accounts, Secrets, Dataflows).
-    #[arg(short = 'f', long = "filename", required = true)]
+    #[arg(short = 'f', long = "filename", required_unless_present = "from_cluster")]
     pub paths: Vec<PathBuf>,
+    /// Read the Dataflow, its Account and Destination from the cluster (as an export Job does).
+    #[arg(long)]
+    pub from_cluster: bool,
+    /// With --from-cluster: the folder the Account's Secret is mounted in (one file per key).
+    #[arg(long)]
+    pub credentials_dir: Option<PathBuf>,
+    /// With --from-cluster: write the run report onto this Job (the pod's own) as an annotation.
+    #[arg(long, requires = "from_cluster")]
+    pub report_to_job: Option<String>,
     /// The Dataflow, as NAME or NAMESPACE/NAME.
     #[arg(long)]
     pub dataflow: String,
@@ -60,16 +69,28 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         None => Utc::now(),
     };
     let watermark = args.watermark.as_deref().map(|v| parse_time("watermark", v)).transpose()?;
-    let set = match ManifestSet::read(&args.paths) {
-        Ok(set) => set,
-        Err(errors) => {
-            for e in &errors {
-                eprintln!("error: {e}");
+    let (ns, name) = args.dataflow.split_once('/').unwrap_or(("default", args.dataflow.as_str()));
+    let set = if args.from_cluster {
+        let handle = tokio::runtime::Handle::current();
+        match handle.block_on(super::export_cluster::read_set(ns, name, args.credentials_dir.as_deref())) {
+            Ok(set) => set,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                report_back(&args, ns, None, Some(&format!("{e:#}")));
+                return Ok(1);
             }
-            return Ok(1);
+        }
+    } else {
+        match ManifestSet::read(&args.paths) {
+            Ok(set) => set,
+            Err(errors) => {
+                for e in &errors {
+                    eprintln!("error: {e}");
+                }
+                return Ok(1);
+            }
         }
     };
-    let (ns, name) = args.dataflow.split_once('/').unwrap_or(("default", args.dataflow.as_str()));
     let Some(located) = set.dataflow(ns, name) else {
         let known: Vec<String> = set
             .dataflows
@@ -99,7 +120,14 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     };
     let account = set.account(ns, &dataflow.spec.account).map(|a| &a.object).expect("checked by dataflow_check");
     let destination = set.destination(&account.spec.destination).map(|d| &d.object).expect("checked by dataflow_check");
-    let connector = match connector_for(destination.spec.connector, &account.spec.parameters, &Default::default()) {
+    let secrets = account
+        .spec
+        .credentials_secret_ref
+        .as_ref()
+        .and_then(|r| set.secret(ns, &r.name))
+        .map(|s| crate::manifest::secret_values(&s.object))
+        .unwrap_or_default();
+    let connector = match connector_for(destination.spec.connector, &account.spec.parameters, &secrets) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("error: Account {ns}/{}: {e}", dataflow.spec.account);
@@ -116,6 +144,7 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
     };
     let mut reports: Vec<RunReport> = Vec::new();
     let mut failed = false;
+    let mut errors: Vec<String> = Vec::new();
     for segment in &segments {
         let plan = match ExportPlan::new(dataflow, &checked, account, destination, segment, watermark, now) {
             Ok(p) => p,
@@ -160,10 +189,17 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
             }
             Err(e) => {
                 eprintln!("error: {ns}/{name} segment {segment}: {e}");
+                errors.push(format!("segment {segment}: {e}"));
                 failed = true;
             }
         }
     }
+    let report = match reports.as_slice() {
+        [one] => serde_json::to_value(one).ok(),
+        _ => None,
+    };
+    let error = (!errors.is_empty()).then(|| errors.join("; "));
+    report_back(&args, ns, report.as_ref(), error.as_deref());
     if let Some(path) = &args.out_report {
         let json = if args.segment.is_some() && reports.len() == 1 {
             serde_json::to_string_pretty(&reports[0])?
@@ -173,4 +209,13 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         std::fs::write(path, json + "\n").map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     }
     Ok(if failed { 1 } else { 0 })
+}
+
+/// With --report-to-job, leaves the report (or the error) on the Job for the controller.
+fn report_back(args: &Args, ns: &str, report: Option<&serde_json::Value>, error: Option<&str>) {
+    let Some(job) = &args.report_to_job else { return };
+    let handle = tokio::runtime::Handle::current();
+    if let Err(e) = handle.block_on(super::export_cluster::report_to_job(ns, job, report, error)) {
+        eprintln!("error: {e:#}");
+    }
 }

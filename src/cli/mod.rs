@@ -4,6 +4,7 @@ mod catalog;
 mod controller;
 mod crds;
 mod export;
+mod export_cluster;
 mod run;
 mod sample;
 mod validate;

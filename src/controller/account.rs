@@ -27,13 +27,14 @@ pub fn controller(
     ctx: Arc<Context>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) -> impl Stream<Item = ()> {
-    let accounts = Api::<Account>::all(client.clone());
+    let accounts = super::scoped::<Account>(&client, &ctx.config.namespace);
     let controller = Controller::new(accounts, watcher::Config::default());
     let store = controller.store();
     let by_destination = store.clone();
     // Only Secret metadata is watched: the controller never holds every Secret's values.
     let secrets =
-        watcher(Api::<PartialObjectMeta<Secret>>::all(client.clone()), watcher::Config::default()).touched_objects();
+        watcher(super::scoped::<PartialObjectMeta<Secret>>(&client, &ctx.config.namespace), watcher::Config::default())
+            .touched_objects();
     controller
         .watches(Api::<Destination>::all(client), watcher::Config::default(), move |destination| {
             let name = destination.name_any();

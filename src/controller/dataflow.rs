@@ -38,14 +38,15 @@ pub fn controller(
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
     finished_runs: tokio::sync::mpsc::UnboundedReceiver<DataflowKey>,
 ) -> impl Stream<Item = ()> {
-    let controller = Controller::new(Api::<Dataflow>::all(client.clone()), watcher::Config::default());
+    let controller =
+        Controller::new(super::scoped::<Dataflow>(&client, &ctx.config.namespace), watcher::Config::default());
     let by_account = controller.store();
     let all = controller.store();
     let finished = futures::stream::unfold(finished_runs, |mut rx| async move {
         rx.recv().await.map(|(ns, name)| (ObjectRef::<Dataflow>::new(&name).within(&ns), rx))
     });
     let controller = controller
-        .watches(Api::<Account>::all(client.clone()), watcher::Config::default(), move |account| {
+        .watches(super::scoped::<Account>(&client, &ctx.config.namespace), watcher::Config::default(), move |account| {
             let (ns, name) = (account.namespace(), account.name_any());
             by_account
                 .state()
@@ -63,8 +64,10 @@ pub fn controller(
     let controller = if ctx.executor.is_in_process() {
         controller
     } else {
-        controller
-            .owns(Api::<Job>::all(client), watcher::Config::default().labels("app.kubernetes.io/component=export"))
+        controller.owns(
+            super::scoped::<Job>(&client, &ctx.config.namespace),
+            watcher::Config::default().labels("app.kubernetes.io/component=export"),
+        )
     };
     controller.graceful_shutdown_on(shutdown).run(reconcile, error_policy, ctx).map_ok_or_log("Dataflow")
 }
@@ -131,6 +134,7 @@ async fn reconcile(dataflow: Arc<Dataflow>, ctx: Arc<Context>) -> Result<Action,
         history_limit,
     });
 
+    tracing::debug!(dataflow = %name, namespace = %ns, observed = observed.len(), start = step.start.len(), history = step.history.len(), "scheduling step");
     if let (Ok(plan), Some(account), Some(destination)) = (&checked, &resolved.account, &resolved.destination) {
         start_runs(&ctx, &dataflow, &step.start, plan, account, destination).await?;
     }

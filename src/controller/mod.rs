@@ -45,6 +45,8 @@ pub struct Config {
     pub shutdown_grace: std::time::Duration,
     /// Job executor settings.
     pub job: crate::executor::job_spec::JobDefaults,
+    /// Watch only this namespace (Destinations stay cluster-wide); all namespaces when absent.
+    pub namespace: Option<String>,
 }
 
 impl Default for Config {
@@ -58,6 +60,7 @@ impl Default for Config {
             starting_deadline: chrono::Duration::hours(1),
             shutdown_grace: std::time::Duration::from_secs(30),
             job: Default::default(),
+            namespace: None,
         }
     }
 }
@@ -89,4 +92,16 @@ pub async fn run(
     }
     tracing::info!("controllers stopped");
     Ok(())
+}
+
+/// An API over one namespace, or all of them.
+fn scoped<K>(client: &Client, namespace: &Option<String>) -> kube::Api<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    <K as kube::Resource>::DynamicType: Default,
+{
+    match namespace {
+        Some(ns) => kube::Api::namespaced(client.clone(), ns),
+        None => kube::Api::all(client.clone()),
+    }
 }

@@ -30,6 +30,8 @@ pub enum ScheduleError {
 #[derive(Debug, Clone)]
 pub struct SegmentSchedule {
     kind: Kind,
+    /// A `once` schedule without a time: it runs when the Dataflow is first seen enabled.
+    on_enable: bool,
     tz: Tz,
     start: Option<DateTime<Utc>>,
     end: Option<DateTime<Utc>>,
@@ -113,11 +115,17 @@ impl SegmentSchedule {
             });
         }
         Ok(Self {
+            on_enable: spec.once.as_ref().is_some_and(|o| o.at.is_none()),
             start: start.map(|d| local_instant(&tz, d, NaiveTime::MIN)),
             end: end.map(|d| local_instant(&tz, d, NaiveTime::MIN)),
             kind,
             tz,
         })
+    }
+
+    /// Whether this is a `once` schedule without a time, whose one run has no fixed time.
+    pub fn runs_on_enable(&self) -> bool {
+        self.on_enable
     }
 
     /// The first scheduled time strictly after `after`, or `None` when nothing more is scheduled.

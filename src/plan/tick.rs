@@ -91,8 +91,10 @@ fn fold_observed(t: &Tick<'_>, out: &mut TickOutcome, segments: &mut [SegmentSta
         .collect();
     finished.sort_by(|a, b| a.0.scheduled_time.cmp(&b.0.scheduled_time));
     for (record, watermark) in finished {
-        out.folded.push(record.id.clone());
+        // The executor may let go of a run only once the status it was reconciled from already
+        // holds it: a reconcile working from a stale copy then still finds it there.
         if out.history.iter().any(|h| h.id == record.id && is_final(h)) {
+            out.folded.push(record.id.clone());
             continue;
         }
         push(&mut out.history, record.clone(), t.history_limit);
@@ -143,6 +145,15 @@ fn schedule(t: &Tick<'_>, out: &mut TickOutcome, segments: &mut [SegmentStatus])
             previous_next: status.next_run_time.as_deref().and_then(parse_time),
             running,
         };
+        // A run on enable happens once: once its record exists, a reconcile working from a stale
+        // copy of the status (which would see it as due again, at another time) decides nothing.
+        let once_id = run_id(t.namespace, t.name, &planned.id, "once");
+        if planned.schedule.runs_on_enable()
+            && (out.history.iter().any(|h| h.id == once_id) || t.observed.iter().any(|o| observed_id(o) == once_id))
+        {
+            status.next_run_time = None;
+            continue;
+        }
         let decision = decide(&clock, t.now, t.starting_deadline, allow_overlap);
         let record_for = |at: DateTime<Utc>, result: RunResult, message: String| RunRecord {
             id: run_id(t.namespace, t.name, &planned.id, &format_time(at)),
@@ -153,9 +164,12 @@ fn schedule(t: &Tick<'_>, out: &mut TickOutcome, segments: &mut [SegmentStatus])
             message: Some(message),
             ..Default::default()
         };
+        let recorded: Vec<String> =
+            out.history.iter().filter(|h| h.segment == planned.id).map(|h| h.scheduled_time.clone()).collect();
+        let known = |at: &DateTime<Utc>| recorded.contains(&format_time(*at));
         if decision.missed_uncounted > 0 || !decision.missed.is_empty() {
             let total = decision.missed.len() + decision.missed_uncounted;
-            for at in &decision.missed {
+            for at in decision.missed.iter().filter(|at| !known(at)) {
                 let message = format!(
                     "missed: more than {}s late ({total} run(s) missed in all)",
                     t.starting_deadline.num_seconds()
@@ -164,7 +178,7 @@ fn schedule(t: &Tick<'_>, out: &mut TickOutcome, segments: &mut [SegmentStatus])
             }
             status.last_result = Some(RunResult::Missed);
         }
-        if let Some(at) = decision.skipped {
+        if let Some(at) = decision.skipped.filter(|at| !known(at)) {
             push(
                 &mut out.history,
                 record_for(at, RunResult::Skipped, "skipped: the previous run of this segment is still going".into()),
@@ -173,8 +187,20 @@ fn schedule(t: &Tick<'_>, out: &mut TickOutcome, segments: &mut [SegmentStatus])
             status.last_result = Some(RunResult::Skipped);
         }
         if let Some(at) = decision.start {
+            // A run on enable has no fixed time: its ID must not depend on when it was first
+            // seen, or a reconcile reading a stale copy would start it again under another name.
+            let key = if planned.schedule.runs_on_enable() { "once".to_string() } else { format_time(at) };
+            let id = run_id(t.namespace, t.name, &planned.id, &key);
+            // Already known (a reconcile from a stale copy of the status decides it again):
+            // the record there stands, and nothing starts twice.
+            let known = out.history.iter().any(|h| h.id == id) || t.observed.iter().any(|o| observed_id(o) == id);
+            if let (true, Some(handled)) = (known, decision.handled_up_to) {
+                status.last_scheduled_time = Some(format_time(handled));
+                status.next_run_time = decision.next.map(format_time);
+                continue;
+            }
             let request = RunRequest {
-                id: run_id(t.namespace, t.name, &planned.id, &format_time(at)),
+                id,
                 segment: planned.id.clone(),
                 scheduled: at,
                 watermark: watermark_for(planned.mode, status),
@@ -188,6 +214,13 @@ fn schedule(t: &Tick<'_>, out: &mut TickOutcome, segments: &mut [SegmentStatus])
             status.last_scheduled_time = Some(format_time(handled));
         }
         status.next_run_time = decision.next.map(format_time);
+    }
+}
+
+fn observed_id(o: &Observed) -> &str {
+    match o {
+        Observed::Running { request, .. } => &request.id,
+        Observed::Finished { record, .. } => &record.id,
     }
 }
 

@@ -65,8 +65,8 @@ async fn crds_and_catalog_apply_with_kubectl_and_examples_become_ready() {
     ]);
     assert!(out.status.success(), "kubectl apply catalog: {}", String::from_utf8_lossy(&out.stderr));
 
-    let _controller = support::start_controller(&client);
     let ns = TestNamespace::new(&client, "examples").await;
+    let _controller = support::start_controller(&client, &ns.name);
     let (accounts, dataflows) = apply_examples(&client, &ns.name).await;
     assert!(accounts.len() >= 3 && dataflows.len() >= 3, "examples for S3, SFTP and an ad platform");
 
@@ -124,8 +124,8 @@ async fn missing_references_are_reported_and_healed_without_restart() {
     let Some(client) = support::client(User::Admin).await else { return };
     support::install_crds(&client).await;
     support::install_catalog(&client).await;
-    let _controller = support::start_controller(&client);
     let ns = TestNamespace::new(&client, "refs").await;
+    let _controller = support::start_controller(&client, &ns.name);
     let dataflows = Api::<Dataflow>::namespaced(client.clone(), &ns.name);
     let accounts = Api::<Account>::namespaced(client.clone(), &ns.name);
     let secrets = Api::<Secret>::namespaced(client.clone(), &ns.name);
@@ -194,8 +194,8 @@ async fn invalid_spec_stalls_with_the_field_named() {
     let Some(client) = support::client(User::Admin).await else { return };
     support::install_crds(&client).await;
     support::install_catalog(&client).await;
-    let _controller = support::start_controller(&client);
     let ns = TestNamespace::new(&client, "stalled").await;
+    let _controller = support::start_controller(&client, &ns.name);
     let accounts = Api::<Account>::namespaced(client.clone(), &ns.name);
     let dataflows = Api::<Dataflow>::namespaced(client.clone(), &ns.name);
     let account: Account = from_json(json!({
@@ -225,8 +225,8 @@ async fn applying_the_same_manifests_twice_changes_nothing() {
     let Some(client) = support::client(User::Admin).await else { return };
     support::install_crds(&client).await;
     support::install_catalog(&client).await;
-    let _controller = support::start_controller(&client);
     let ns = TestNamespace::new(&client, "idempotent").await;
+    let _controller = support::start_controller(&client, &ns.name);
     let (accounts, dataflows) = apply_examples(&client, &ns.name).await;
     let account_api = Api::<Account>::namespaced(client.clone(), &ns.name);
     let dataflow_api = Api::<Dataflow>::namespaced(client.clone(), &ns.name);

@@ -18,8 +18,8 @@ async fn server_side_apply_of_the_examples_never_drifts() {
     let Some(client) = support::client(User::Admin).await else { return };
     support::install_crds(&client).await;
     support::install_catalog(&client).await;
-    let _controller = support::start_controller(&client);
     let ns = TestNamespace::new(&client, "drift").await;
+    let _controller = support::start_controller(&client, &ns.name);
     let folders: Vec<String> = ["examples/s3", "examples/sftp", "examples/meta"]
         .iter()
         .map(|f| support::repo_path(f).display().to_string())
@@ -67,7 +67,7 @@ async fn secret_values_never_reach_status_events_or_logs() {
     let log_path = log_dir.path().join("controller.log");
     let log_file = std::fs::File::create(&log_path).unwrap();
     let mut controller = Command::new(env!("CARGO_BIN_EXE_outflow"))
-        .args(["controller", "--metrics-addr", "127.0.0.1:0"])
+        .args(["controller", "--metrics-addr", "127.0.0.1:0", "--namespace", &ns.name])
         .env("KUBECONFIG", std::env::var("OUTFLOW_TEST_KUBECONFIG_ADMIN").unwrap())
         .env("RUST_LOG", "trace")
         .stdout(Stdio::from(log_file.try_clone().unwrap()))

@@ -7,4 +7,5 @@ mod access;
 mod api;
 mod controller;
 mod gitops;
+mod runs;
 mod smoke;

@@ -187,14 +187,23 @@ impl Drop for RunningController {
     }
 }
 
-pub fn start_controller(client: &Client) -> RunningController {
+/// A controller for one test namespace, so tests running side by side never act on each
+/// other's objects.
+pub fn start_controller(client: &Client, namespace: &str) -> RunningController {
+    start_controller_with(
+        client,
+        outflow::controller::Config { namespace: Some(namespace.to_string()), ..Default::default() },
+    )
+}
+
+pub fn start_controller_with(client: &Client, config: outflow::controller::Config) -> RunningController {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let client = client.clone();
     tokio::spawn(async move {
         let shutdown = async move {
             let _ = stopped.await;
         };
-        outflow::controller::run(client, outflow::controller::Config::default(), shutdown).await.expect("controller");
+        outflow::controller::run(client, config, shutdown).await.expect("controller");
     });
     RunningController { stop: Some(stop) }
 }
