@@ -2,7 +2,7 @@
 //! Re-runs when its Destination or its Secret changes. It reads the Secret only to list its
 //! keys; values never leave this function.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,7 +18,7 @@ use kube::{Client, ResourceExt};
 use super::destination::LogOutcome;
 use super::{Context, Error, status};
 use crate::api::{Account, AccountStatus, Destination};
-use crate::plan::conditions::{merge, readiness};
+use crate::plan::conditions::{CONNECTED, Desired, merge, readiness};
 use crate::plan::schedule::format_time;
 use crate::plan::validate::{SecretKeys, check_account, summarize};
 
@@ -72,21 +72,25 @@ async fn reconcile(account: Arc<Account>, ctx: Arc<Context>) -> Result<Action, E
         None => None,
         Some(r) => Some(secret_keys(&ctx, &ns, &r.name).await?),
     };
+    let (secret, secret_values) = match secret {
+        Some((keys, values)) => (Some(keys), values),
+        None => (None, BTreeMap::new()),
+    };
     let problems = check_account(&account, destination.as_ref(), secret.as_ref());
     let problem = problems.first().map(|p| (p.reason.as_str(), summarize(&problems), p.reason.is_in_own_spec()));
     let previous = account.status.clone().unwrap_or_default();
     let generation = account.metadata.generation;
+    let mut desired = readiness(
+        problem.clone(),
+        &format!("Destination '{}', its parameters and credentials resolve", account.spec.destination),
+    );
+    desired.push(match (&problem, &destination) {
+        (None, Some(destination)) => connected(destination, &account, secret_values).await,
+        _ => Desired::unknown(CONNECTED, "NotReady", "the Account is not ready; it is probed once it is"),
+    });
     let status = AccountStatus {
         observed_generation: generation,
-        conditions: merge(
-            &previous.conditions,
-            readiness(
-                problem,
-                &format!("Destination '{}', its parameters and credentials resolve", account.spec.destination),
-            ),
-            generation,
-            &format_time(chrono::Utc::now()),
-        ),
+        conditions: merge(&previous.conditions, desired, generation, &format_time(chrono::Utc::now())),
     };
     let api = Api::<Account>::namespaced(ctx.client.clone(), &ns);
     let result = status::apply(&api, account.as_ref(), account.status.as_ref(), &status, "Account").await;
@@ -95,23 +99,53 @@ async fn reconcile(account: Arc<Account>, ctx: Arc<Context>) -> Result<Action, E
         status::publish_transition(&ctx, account.as_ref(), &previous.conditions, &status.conditions).await;
     }
     tracing::debug!(account = %name, namespace = %ns, "reconciled");
-    Ok(Action::await_change())
+    Ok(if problem.is_none() { Action::requeue(PROBE_INTERVAL) } else { Action::await_change() })
 }
 
 /// The keys of a Secret, or that it does not exist. Values are dropped here.
-async fn secret_keys(ctx: &Context, ns: &str, name: &str) -> Result<SecretKeys, Error> {
+async fn secret_keys(ctx: &Context, ns: &str, name: &str) -> Result<(SecretKeys, BTreeMap<String, String>), Error> {
     let secret = Api::<Secret>::namespaced(ctx.client.clone(), ns)
         .get_opt(name)
         .await
         .map_err(Error::kube("getting", "Secret", name))?;
     Ok(match secret {
-        None => SecretKeys::NotFound,
+        None => (SecretKeys::NotFound, BTreeMap::new()),
         Some(s) => {
-            let mut keys: BTreeSet<String> = s.data.unwrap_or_default().into_keys().collect();
-            keys.extend(s.string_data.unwrap_or_default().into_keys());
-            SecretKeys::Keys(keys)
+            let values = crate::manifest::secret_values(&s);
+            let keys: BTreeSet<String> = values.keys().cloned().collect();
+            (SecretKeys::Keys(keys), values)
         }
     })
+}
+
+/// How often a connected Account is probed again.
+const PROBE_INTERVAL: Duration = Duration::from_secs(15 * 60);
+
+/// The `Connected` condition: a cheap probe of the platform (list or stat of the bucket, folder
+/// or server) with the Account's parameters and credentials. Errors are reported without any
+/// secret value in them.
+async fn connected(destination: &Destination, account: &Account, secrets: BTreeMap<String, String>) -> Desired {
+    let kind = destination.spec.connector;
+    let parameters = account.spec.parameters.clone();
+    let probe = tokio::task::spawn_blocking(move || {
+        let connector = crate::connectors::connector_for(kind, &parameters, &secrets)
+            .map_err(|e| (e.to_string(), secrets.clone()))?;
+        connector.probe().map_err(|e| (e.to_string(), secrets.clone())).map(|()| connector.describe())
+    });
+    match tokio::time::timeout(Duration::from_secs(30), probe).await {
+        Ok(Ok(Ok(target))) => Desired::new(CONNECTED, true, "ProbeSucceeded", format!("reached {target}")),
+        Ok(Ok(Err((message, secrets)))) if message.contains("not implemented") => {
+            Desired::unknown(CONNECTED, "ProbeNotSupported", scrub(&message, &secrets))
+        }
+        Ok(Ok(Err((message, secrets)))) => Desired::new(CONNECTED, false, "ProbeFailed", scrub(&message, &secrets)),
+        Ok(Err(e)) => Desired::new(CONNECTED, false, "ProbeFailed", format!("the probe ended abnormally: {e}")),
+        Err(_) => Desired::new(CONNECTED, false, "ProbeTimeout", "the platform did not answer within 30 s"),
+    }
+}
+
+/// Removes every secret value from a message (SDK errors sometimes echo what they were given).
+fn scrub(message: &str, secrets: &BTreeMap<String, String>) -> String {
+    secrets.values().filter(|v| v.len() >= 4).fold(message.to_string(), |m, v| m.replace(v.as_str(), "***"))
 }
 
 fn error_policy(account: Arc<Account>, error: &Error, ctx: Arc<Context>) -> Action {

@@ -146,7 +146,7 @@ async fn missing_references_are_reported_and_healed_without_restart() {
 
     let account: Account = from_json(json!({
         "apiVersion": "outflow.dev/v1alpha1", "kind": "Account", "metadata": {"name": "lake", "namespace": ns.name},
-        "spec": {"destination": "amazon-s3", "parameters": {"bucket": "lake"}, "credentialsSecretRef": {"name": "lake-creds"}}
+        "spec": {"destination": "amazon-s3", "parameters": {"bucket": "lake", "endpoint": "http://127.0.0.1:9"}, "credentialsSecretRef": {"name": "lake-creds"}}
     }));
     apply(&accounts, &account).await;
     wait_condition(&accounts, "lake", "Ready", "False", Some("SecretNotFound")).await;

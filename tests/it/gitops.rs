@@ -87,7 +87,7 @@ async fn secret_values_never_reach_status_events_or_logs() {
     apply(&secrets, &partial).await;
     let account: Account = serde_json::from_value(json!({
         "apiVersion": "outflow.dev/v1alpha1", "kind": "Account", "metadata": {"name": "s3", "namespace": ns.name},
-        "spec": {"destination": "amazon-s3", "parameters": {"bucket": "b"}, "credentialsSecretRef": {"name": "creds"}}
+        "spec": {"destination": "amazon-s3", "parameters": {"bucket": "b", "endpoint": "http://127.0.0.1:9"}, "credentialsSecretRef": {"name": "creds"}}
     }))
     .unwrap();
     apply(&accounts, &account).await;

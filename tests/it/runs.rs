@@ -41,6 +41,8 @@ async fn setup(
     let accounts = Api::<Account>::namespaced(client.clone(), ns);
     apply(&accounts, &account).await;
     support::wait_condition(&accounts, "folder", "Ready", "True", None).await;
+    // The cheap probe of the platform: the folder exists and is writable.
+    support::wait_condition(&accounts, "folder", "Connected", "True", Some("ProbeSucceeded")).await;
     let mut spec = json!({
         "account": "folder", "enabled": true,
         "segments": [{"id": "seg-0", "schedule": schedule}],
