@@ -50,22 +50,11 @@ where
     let event = Event {
         type_: if new.status == ConditionStatus::True { EventType::Normal } else { EventType::Warning },
         reason: new.reason.clone(),
-        note: Some(truncate(&new.message, 1000)),
+        note: Some(crate::plan::text::truncate(&new.message, 1000)),
         action: "Reconcile".into(),
         secondary: None,
     };
     if let Err(e) = ctx.recorder.publish(&event, &obj.object_ref(&())).await {
         tracing::warn!(error = %e, "could not publish an event");
     }
-}
-
-fn truncate(text: &str, max: usize) -> String {
-    if text.len() <= max {
-        return text.to_string();
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &text[..end])
 }

@@ -102,7 +102,7 @@ pub fn finished_record(
         }
         Err(failure) => {
             record.result = Some(RunResult::Failed);
-            record.message = Some(truncate(&failure.message, 512));
+            record.message = Some(crate::plan::text::truncate(&failure.message, 512));
             (record, None)
         }
     }
@@ -123,15 +123,4 @@ pub fn fill_counts(record: &mut RunRecord, report: &RunReport) {
         Some(first) => first.name.clone(),
         None => "no file".into(),
     });
-}
-
-fn truncate(text: &str, max: usize) -> String {
-    if text.len() <= max {
-        return text.to_string();
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &text[..end])
 }

@@ -8,5 +8,6 @@ pub mod file_name;
 pub mod history;
 pub mod runs;
 pub mod schedule;
+pub mod text;
 pub mod tick;
 pub mod validate;
