@@ -124,6 +124,13 @@ fn run_dataflow(
         .unwrap_or_default();
     let history_limit = dataflow.spec.run_history_limit.map_or(DEFAULT_HISTORY_LIMIT, |l| l as usize);
     let first_time = previous.segments.is_empty() && previous.history.is_empty();
+    // Local objects have no resourceVersion: their content stands in for it.
+    let inputs = fingerprint(&[
+        serde_json::to_value(&dataflow.spec).unwrap_or_default(),
+        serde_json::to_value(&account.spec).unwrap_or_default(),
+        serde_json::to_value(&destination.spec).unwrap_or_default(),
+        serde_json::to_value(&secrets).unwrap_or_default(),
+    ]);
     let step = |previous: &DataflowStatus, observed: &[Observed]| {
         tick(&Tick {
             namespace: &ns,
@@ -137,6 +144,7 @@ fn run_dataflow(
             now,
             starting_deadline: options.starting_deadline,
             history_limit,
+            inputs: &inputs,
         })
     };
     let decided = step(&previous, &[]);
@@ -166,8 +174,18 @@ fn run_dataflow(
     status.segments = folded.segments;
     status.history = folded.history;
     status.next_run_time = folded.next.map(format_time);
+    status.stalled_on = folded.stalled_on.clone();
     let mut desired = readiness(None, "configuration is valid");
     desired.extend(degraded(&status.history));
+    if let Some(because) = &folded.stalled_because {
+        desired.retain(|d| d.type_ != crate::plan::conditions::STALLED);
+        desired.push(crate::plan::conditions::Desired::new(
+            crate::plan::conditions::STALLED,
+            true,
+            "RunFailedPermanently",
+            because.clone(),
+        ));
+    }
     status.conditions = merge(&previous.conditions, desired, generation, &format_time(now));
     status.observed_generation = generation;
     save_status(&path, &status)?;
@@ -227,4 +245,14 @@ pub fn table(outcomes: &[Outcome]) -> String {
         &["NAMESPACE", "NAME", "ENABLED", "READY", "REASON", "LAST RUN", "EXPORTED", "FILES", "NEXT RUN"],
         &rows,
     )
+}
+
+/// A short digest of some JSON values, standing in for resource versions.
+fn fingerprint(values: &[serde_json::Value]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    for v in values {
+        hasher.update(v.to_string().as_bytes());
+    }
+    hasher.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect()
 }

@@ -261,6 +261,10 @@ pub struct DataflowStatus {
     /// The last `outflow.dev/run-requested-at` token the controller acted on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_handled_run_request: Option<String>,
+    /// Set when a run failed permanently: the versions of the Dataflow, Account and Destination
+    /// it failed with. Runs resume once any of them changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stalled_on: Option<String>,
 }
 
 /// Schedule and incremental state of one segment.
@@ -343,4 +347,8 @@ pub struct RunRecord {
     /// A short message: the error of a failed run, the reason of a skipped or missed one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// The failure needs a change of configuration or credentials (bad credentials, an unknown
+    /// segment): runs stop until the Dataflow, its Account or its Destination changes.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub permanent: bool,
 }

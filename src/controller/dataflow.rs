@@ -117,6 +117,12 @@ async fn reconcile(dataflow: Arc<Dataflow>, ctx: Arc<Context>) -> Result<Action,
         .map(|s| s.split(',').map(|p| p.trim().to_string()).filter(|p| !p.is_empty()).collect())
         .unwrap_or_default();
     let history_limit = dataflow.spec.run_history_limit.map_or(DEFAULT_HISTORY_LIMIT, |l| l as usize);
+    let inputs = format!(
+        "{}/{}/{}",
+        dataflow.metadata.generation.unwrap_or_default(),
+        resolved.account.as_ref().and_then(|a| a.metadata.resource_version.clone()).unwrap_or_default(),
+        resolved.destination.as_ref().and_then(|d| d.metadata.resource_version.clone()).unwrap_or_default()
+    );
     let step = tick(&Tick {
         namespace: &ns,
         name: &name,
@@ -132,6 +138,7 @@ async fn reconcile(dataflow: Arc<Dataflow>, ctx: Arc<Context>) -> Result<Action,
             .starting_deadline_seconds
             .map_or(ctx.config.starting_deadline, |s| chrono::Duration::seconds(i64::from(s))),
         history_limit,
+        inputs: &inputs,
     });
 
     tracing::debug!(dataflow = %name, namespace = %ns, observed = observed.len(), start = step.start.len(), history = step.history.len(), "scheduling step");
@@ -148,6 +155,17 @@ async fn reconcile(dataflow: Arc<Dataflow>, ctx: Arc<Context>) -> Result<Action,
         }
     };
     desired.extend(degraded(&step.history));
+    if let Some(because) = &step.stalled_because
+        && checked.is_ok()
+    {
+        desired.retain(|d| d.type_ != crate::plan::conditions::STALLED);
+        desired.push(crate::plan::conditions::Desired::new(
+            crate::plan::conditions::STALLED,
+            true,
+            "RunFailedPermanently",
+            format!("runs are stopped until the Dataflow, its Account or its Destination changes: {because}"),
+        ));
+    }
     let segments = if checked.is_ok() {
         step.segments.clone()
     } else {
@@ -168,6 +186,7 @@ async fn reconcile(dataflow: Arc<Dataflow>, ctx: Arc<Context>) -> Result<Action,
         segments,
         history: step.history.clone(),
         last_handled_run_request: step.handled_run_request.clone(),
+        stalled_on: step.stalled_on.clone(),
     };
     let api = Api::<Dataflow>::namespaced(ctx.client.clone(), &ns);
     let applied = status::apply(&api, dataflow.as_ref(), dataflow.status.as_ref(), &status, "Dataflow").await;

@@ -103,6 +103,7 @@ pub fn finished_record(
         Err(failure) => {
             record.result = Some(RunResult::Failed);
             record.message = Some(crate::plan::text::truncate(&failure.message, 512));
+            record.permanent = failure.permanent;
             (record, None)
         }
     }

@@ -25,6 +25,9 @@ pub struct Tick<'a> {
     pub now: DateTime<Utc>,
     pub starting_deadline: Duration,
     pub history_limit: usize,
+    /// The versions of the Dataflow, Account and Destination this step sees, e.g.
+    /// `3/1234/99`: a permanent failure stalls runs until they change.
+    pub inputs: &'a str,
 }
 
 /// What the step decided.
@@ -39,6 +42,10 @@ pub struct TickOutcome {
     pub handled_run_request: Option<String>,
     /// When the Dataflow next needs looking at (the earliest next run).
     pub next: Option<DateTime<Utc>>,
+    /// Runs are stalled by a permanent failure seen with these inputs.
+    pub stalled_on: Option<String>,
+    /// The permanent failure's message, while stalled.
+    pub stalled_because: Option<String>,
 }
 
 pub fn tick(t: &Tick<'_>) -> TickOutcome {
@@ -60,10 +67,12 @@ pub fn tick(t: &Tick<'_>) -> TickOutcome {
                 .unwrap_or_else(|| SegmentStatus { id: s.id.clone(), ..Default::default() })
         })
         .collect();
+    let before = out.history.clone();
     fold_observed(t, &mut out, &mut segments);
     mark_abandoned(t, &mut out, &mut segments);
+    stall_on_permanent_failure(t, &before, &mut out);
 
-    if t.spec.enabled {
+    if t.spec.enabled && out.stalled_on.is_none() {
         schedule(t, &mut out, &mut segments);
         manual_runs(t, &mut out);
     } else {
@@ -74,6 +83,22 @@ pub fn tick(t: &Tick<'_>) -> TickOutcome {
     out.next = segments.iter().filter_map(|s| s.next_run_time.as_deref().and_then(parse_time)).min();
     out.segments = segments;
     out
+}
+
+/// A newly folded permanent failure stalls runs; a change of inputs since lifts it.
+fn stall_on_permanent_failure(t: &Tick<'_>, before: &[RunRecord], out: &mut TickOutcome) {
+    let newly_failed = out.history.iter().find(|r| {
+        r.permanent
+            && r.result == Some(RunResult::Failed)
+            && !before.iter().any(|b| b.id == r.id && b.result == r.result)
+    });
+    out.stalled_on = match newly_failed {
+        Some(_) => Some(t.inputs.to_string()),
+        None => t.previous.stalled_on.clone().filter(|on| on == t.inputs),
+    };
+    if out.stalled_on.is_some() {
+        out.stalled_because = out.history.iter().find(|r| r.permanent).and_then(|r| r.message.clone());
+    }
 }
 
 fn is_final(record: &RunRecord) -> bool {

@@ -49,6 +49,7 @@ fn step(
         now: t(now),
         starting_deadline: Duration::minutes(30),
         history_limit: 10,
+        inputs: "1/1/1",
     })
 }
 
@@ -57,6 +58,7 @@ fn apply(previous: &DataflowStatus, out: &TickOutcome) -> DataflowStatus {
         segments: out.segments.clone(),
         history: out.history.clone(),
         last_handled_run_request: out.handled_run_request.clone(),
+        stalled_on: out.stalled_on.clone(),
         ..previous.clone()
     }
 }
@@ -162,4 +164,40 @@ fn a_disabled_dataflow_starts_nothing_but_folds_runs_that_finish() {
     let df = dataflow(HOURLY, false);
     let out = step(&df, &DataflowStatus::default(), &[], "2026-03-01T10:00:00Z", Some("now-1"));
     assert!(out.start.is_empty() && out.next.is_none() && out.handled_run_request.is_none());
+}
+
+#[test]
+fn a_permanent_failure_stalls_runs_until_an_input_changes() {
+    let df = dataflow(HOURLY, true);
+    let s1 =
+        apply(&DataflowStatus::default(), &step(&df, &DataflowStatus::default(), &[], "2026-03-01T09:30:00Z", None));
+    let due = step(&df, &s1, &[], "2026-03-01T10:00:02Z", None);
+    let s2 = apply(&s1, &due);
+    let mut record = crate::plan::history::running(&due.start[0], t("2026-03-01T10:00:02Z"));
+    record.result = Some(RunResult::Failed);
+    record.permanent = true;
+    record.message = Some("connector S3: access denied".into());
+    let out = step(&df, &s2, &[Observed::Finished { record, watermark: None }], "2026-03-01T10:01:00Z", None);
+    assert_eq!(out.stalled_on.as_deref(), Some("1/1/1"));
+    assert_eq!(out.stalled_because.as_deref(), Some("connector S3: access denied"));
+    let s3 = apply(&s2, &out);
+    let later = step(&df, &s3, &[], "2026-03-01T11:00:05Z", None);
+    assert!(later.start.is_empty() && later.stalled_on.is_some(), "no run while stalled");
+    let plan = plan(&df);
+    let changed = tick(&Tick {
+        namespace: "ns",
+        name: "df",
+        spec: &df.spec,
+        plan: &plan,
+        previous: &s3,
+        observed: &[],
+        run_request: None,
+        run_request_segments: &[],
+        now: t("2026-03-01T11:00:05Z"),
+        starting_deadline: Duration::minutes(30),
+        history_limit: 10,
+        inputs: "1/2/1",
+    });
+    assert!(changed.stalled_on.is_none());
+    assert_eq!(changed.start.len(), 1, "runs resume once the Account changed");
 }
