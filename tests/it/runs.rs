@@ -92,6 +92,23 @@ async fn a_once_dataflow_runs_in_process_and_reports_in_status() {
     let events = support::kubectl(&["get", "events", "-n", &ns.name, "-o", "json"]);
     let events = String::from_utf8_lossy(&events.stdout);
     assert!(events.contains("RunStarted") && events.contains("RunSucceeded"), "{events}");
+
+    // A manual run: the annotation's token starts one more run and is echoed once handled. (A
+    // second later, so its file name, which carries the time to the second, differs.)
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let annotate = json!({"metadata": {"annotations": {"outflow.dev/run-requested-at": "2026-11-28T12:00:00Z"}}});
+    api.patch("flow", &PatchParams::default(), &Patch::Merge(&annotate)).await.unwrap();
+    let handled = eventually("the manual run handled and done", Duration::from_secs(60), || {
+        let api = api.clone();
+        async move {
+            let status = api.get("flow").await.ok()?.status?;
+            let done = status.history.iter().filter(|r| r.result == Some(RunResult::Succeeded)).count() == 2;
+            (done && status.last_handled_run_request.as_deref() == Some("2026-11-28T12:00:00Z")).then_some(status)
+        }
+    })
+    .await;
+    assert_eq!(handled.history.len(), 2);
+    assert_eq!(std::fs::read_dir(folder.path()).unwrap().count(), 2, "the manual run wrote its own file");
 }
 
 #[tokio::test(flavor = "multi_thread")]
