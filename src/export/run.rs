@@ -103,12 +103,43 @@ fn encode_all(
     finished: &mut Vec<Finished>,
     current: &mut Option<PartEncoder>,
 ) -> Result<(), ExportError> {
+    let total = source.total_rows();
+    let mut part = 0usize;
+    // Decoding Parquet and encoding rows each take a core: the reader runs on its own thread a
+    // few batches ahead (a bounded queue keeps memory flat) while this one selects and encodes.
+    std::thread::scope(|scope| {
+        let (sender, batches) = std::sync::mpsc::sync_channel(READ_AHEAD_BATCHES);
+        scope.spawn(move || {
+            while let Some(next) = source.next_batch() {
+                let failed = next.is_err();
+                if sender.send(next).is_err() || failed {
+                    break;
+                }
+            }
+        });
+        encode_batches(plan, batches, connector, progress, report, finished, current, total, &mut part)
+    })
+}
+
+/// Batches decoded ahead of the encoder.
+const READ_AHEAD_BATCHES: usize = 4;
+
+#[allow(clippy::too_many_arguments)]
+fn encode_batches(
+    plan: &ExportPlan,
+    batches: std::sync::mpsc::Receiver<Result<(arrow::record_batch::RecordBatch, std::path::PathBuf), crate::export::source::SourceError>>,
+    connector: &dyn Connector,
+    progress: &dyn Progress,
+    report: &mut RunReport,
+    finished: &mut Vec<Finished>,
+    current: &mut Option<PartEncoder>,
+    total: Option<u64>,
+    part: &mut usize,
+) -> Result<(), ExportError> {
     let watermark_us = plan.effective_watermark().map(|w| w.timestamp_micros());
     let mut max_seen = watermark_us;
     let mut dedup = Deduplicator::default();
-    let total = source.total_rows();
-    let mut part = 0usize;
-    while let Some(next) = source.next_batch() {
+    for next in batches {
         let (batch, path) = next?;
         let view = BatchView::new(&batch, plan, &path)?;
         for row in 0..view.num_rows() {
@@ -136,10 +167,10 @@ fn encode_all(
                         let done = current.take().expect("checked above");
                         let (name, rows) = (done.name.clone(), done.rows);
                         finished.push(Finished { name, rows, writer: done.finish()? });
-                        part += 1;
+                        *part += 1;
                     }
                     if current.is_none() {
-                        *current = Some(open_part(plan, connector, part)?);
+                        *current = Some(open_part(plan, connector, *part)?);
                     }
                     current.as_mut().expect("opened above").write_row(&values)?;
                     report.exported += 1;
