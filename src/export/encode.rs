@@ -101,7 +101,7 @@ pub enum EncodeError {
 
 enum ByteSink {
     Plain(BufWriter<Box<dyn ObjectWriter>>),
-    Gzip(Box<GzEncoder<BufWriter<Box<dyn ObjectWriter>>>>),
+    Gzip(GzipThread),
 }
 
 impl ByteSink {
@@ -113,11 +113,53 @@ impl ByteSink {
     }
 
     fn finish(self) -> std::io::Result<Box<dyn ObjectWriter>> {
-        let buffered = match self {
-            Self::Plain(w) => w,
-            Self::Gzip(w) => w.finish()?,
-        };
-        buffered.into_inner().map_err(|e| e.into_error())
+        match self {
+            Self::Plain(w) => w.into_inner().map_err(|e| e.into_error()),
+            Self::Gzip(w) => w.finish(),
+        }
+    }
+}
+
+/// Bytes handed to the compressing thread at a time.
+const GZIP_CHUNK: usize = 1 << 20;
+
+/// Gzip on its own thread: deflate costs as much as everything else, so compressing while the
+/// next rows are encoded keeps a second core busy. Two chunks in flight bound the memory.
+struct GzipThread {
+    chunk: Vec<u8>,
+    chunks: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
+    done: std::thread::JoinHandle<std::io::Result<Box<dyn ObjectWriter>>>,
+}
+
+impl GzipThread {
+    fn new(writer: BufWriter<Box<dyn ObjectWriter>>) -> Self {
+        let (sender, receiver) = std::sync::mpsc::sync_channel::<Vec<u8>>(2);
+        let done = std::thread::spawn(move || {
+            let mut gzip = GzEncoder::new(writer, flate2::Compression::default());
+            for chunk in receiver {
+                gzip.write_all(&chunk)?;
+            }
+            gzip.finish()?.into_inner().map_err(|e| e.into_error())
+        });
+        Self { chunk: Vec::with_capacity(GZIP_CHUNK), chunks: Some(sender), done }
+    }
+
+    fn send(&mut self) -> std::io::Result<()> {
+        let chunk = std::mem::replace(&mut self.chunk, Vec::with_capacity(GZIP_CHUNK));
+        let broken = || std::io::Error::other("the compressing thread stopped");
+        self.chunks.as_ref().ok_or_else(broken)?.send(chunk).map_err(|_| broken())
+    }
+
+    fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.chunk.extend_from_slice(bytes);
+        if self.chunk.len() >= GZIP_CHUNK { self.send() } else { Ok(()) }
+    }
+
+    fn finish(mut self) -> std::io::Result<Box<dyn ObjectWriter>> {
+        let sent = if self.chunk.is_empty() { Ok(()) } else { self.send() };
+        drop(self.chunks.take());
+        let written = self.done.join().map_err(|_| std::io::Error::other("the compressing thread panicked"))?;
+        sent.and(written)
     }
 }
 
@@ -157,9 +199,7 @@ impl PartEncoder {
             format => {
                 let buffered = BufWriter::with_capacity(256 * 1024, writer);
                 let sink = match plan.compression {
-                    Compression::Gzip => {
-                        ByteSink::Gzip(Box::new(GzEncoder::new(buffered, flate2::Compression::default())))
-                    }
+                    Compression::Gzip => ByteSink::Gzip(GzipThread::new(buffered)),
                     Compression::None => ByteSink::Plain(buffered),
                 };
                 Body::Text { sink, line: String::new(), json: format == FileFormat::JSONLines }

@@ -127,7 +127,9 @@ const READ_AHEAD_BATCHES: usize = 4;
 #[allow(clippy::too_many_arguments)]
 fn encode_batches(
     plan: &ExportPlan,
-    batches: std::sync::mpsc::Receiver<Result<(arrow::record_batch::RecordBatch, std::path::PathBuf), crate::export::source::SourceError>>,
+    batches: std::sync::mpsc::Receiver<
+        Result<(arrow::record_batch::RecordBatch, std::path::PathBuf), crate::export::source::SourceError>,
+    >,
     connector: &dyn Connector,
     progress: &dyn Progress,
     report: &mut RunReport,
