@@ -3,6 +3,7 @@
 //! a file becomes visible under its final name only on `commit`.
 
 pub mod file;
+pub mod s3;
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -17,8 +18,10 @@ pub enum ConnectorError {
     Io { connector: &'static str, target: String, source: std::io::Error },
     #[error("connector {connector}: Account parameter '{parameter}' is missing")]
     MissingParameter { connector: &'static str, parameter: &'static str },
-    #[error("connector {0:?} is not implemented yet (File is)")]
+    #[error("connector {0:?} is not implemented yet (File and S3 are)")]
     Unsupported(ConnectorKind),
+    #[error("connector {connector}: '{target}': {message}")]
+    Remote { connector: &'static str, target: String, message: String },
 }
 
 /// An object being written; invisible under its final name until committed.
@@ -43,7 +46,7 @@ pub trait Connector: Send + Sync {
 pub fn connector_for(
     kind: ConnectorKind,
     parameters: &BTreeMap<String, String>,
-    _secrets: &BTreeMap<String, String>,
+    secrets: &BTreeMap<String, String>,
 ) -> Result<Box<dyn Connector>, ConnectorError> {
     match kind {
         ConnectorKind::File => {
@@ -53,6 +56,23 @@ pub fn connector_for(
                 .ok_or(ConnectorError::MissingParameter { connector: "File", parameter: "path" })?;
             Ok(Box::new(FileConnector::new(path)))
         }
+        ConnectorKind::S3 => Ok(Box::new(s3::S3Connector::new(parameters, secrets)?)),
         other => Err(ConnectorError::Unsupported(other)),
+    }
+}
+
+/// Replaces every secret value in a message with `***`: SDK errors sometimes echo what they were
+/// given, and messages end up in status, Events and logs.
+pub fn redact(message: &str, secrets: &[String]) -> String {
+    secrets.iter().filter(|s| s.trim().len() >= 4).fold(message.to_string(), |m, s| m.replace(s.trim(), "***"))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn redact_removes_every_secret_value() {
+        let secrets = vec!["AKIAEXAMPLE".to_string(), "s3cr3t/key+value".to_string(), "ab".to_string()];
+        let message = "signature for AKIAEXAMPLE with s3cr3t/key+value failed (ab)";
+        assert_eq!(super::redact(message, &secrets), "signature for *** with *** failed (ab)");
     }
 }

@@ -128,7 +128,7 @@ const GZIP_CHUNK: usize = 1 << 20;
 struct GzipThread {
     chunk: Vec<u8>,
     chunks: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
-    done: std::thread::JoinHandle<std::io::Result<Box<dyn ObjectWriter>>>,
+    done: Option<std::thread::JoinHandle<std::io::Result<Box<dyn ObjectWriter>>>>,
 }
 
 impl GzipThread {
@@ -141,7 +141,7 @@ impl GzipThread {
             }
             gzip.finish()?.into_inner().map_err(|e| e.into_error())
         });
-        Self { chunk: Vec::with_capacity(GZIP_CHUNK), chunks: Some(sender), done }
+        Self { chunk: Vec::with_capacity(GZIP_CHUNK), chunks: Some(sender), done: Some(done) }
     }
 
     fn send(&mut self) -> std::io::Result<()> {
@@ -158,8 +158,22 @@ impl GzipThread {
     fn finish(mut self) -> std::io::Result<Box<dyn ObjectWriter>> {
         let sent = if self.chunk.is_empty() { Ok(()) } else { self.send() };
         drop(self.chunks.take());
-        let written = self.done.join().map_err(|_| std::io::Error::other("the compressing thread panicked"))?;
+        let done = self.done.take().ok_or_else(|| std::io::Error::other("the compressing thread is gone"))?;
+        let written = done.join().map_err(|_| std::io::Error::other("the compressing thread panicked"))?;
         sent.and(written)
+    }
+}
+
+impl Drop for GzipThread {
+    /// An abandoned part (a failed run) waits for its thread, so the writer it holds is dropped,
+    /// and so aborted, before the run reports its failure.
+    fn drop(&mut self) {
+        drop(self.chunks.take());
+        if let Some(done) = self.done.take()
+            && let Ok(Ok(writer)) = done.join()
+        {
+            writer.abort();
+        }
     }
 }
 

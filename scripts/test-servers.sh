@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Real servers the connector tests talk to, on loopback: moto's S3-compatible server (PyPI).
+#   scripts/test-servers.sh start   install what is missing, start, wait until it answers
+#   scripts/test-servers.sh env     print the variables the tests read (eval "$(... env)")
+#   scripts/test-servers.sh stop    stop what start started
+set -euo pipefail
+STATE=${OUTFLOW_TEST_SERVERS_STATE:-/tmp/outflow-test-servers-$(id -u)}
+S3_PORT=${OUTFLOW_TEST_S3_PORT:-5055}
+log() { printf 'test-servers: %s\n' "$*" >&2; }
+
+start_moto() {
+    if [[ -f $STATE/moto.pid ]] && kill -0 "$(cat "$STATE/moto.pid")" 2>/dev/null; then
+        log "moto already running on 127.0.0.1:$S3_PORT"
+        return
+    fi
+    python3 -c "import moto.server, boto3" 2>/dev/null || python3 -m pip install --quiet "moto[server]" boto3
+    mkdir -p "$STATE"
+    python3 -m moto.server -H 127.0.0.1 -p "$S3_PORT" >"$STATE/moto.log" 2>&1 &
+    echo $! >"$STATE/moto.pid"
+    for _ in $(seq 1 100); do
+        if curl -fsS -o /dev/null "http://127.0.0.1:$S3_PORT/moto-api/" 2>/dev/null; then
+            log "moto (S3) ready on 127.0.0.1:$S3_PORT"
+            return
+        fi
+        sleep 0.2
+    done
+    tail -20 "$STATE/moto.log" >&2
+    log "error: moto did not answer on 127.0.0.1:$S3_PORT"
+    exit 1
+}
+
+case ${1:-} in
+    start) start_moto ;;
+    env) echo "export OUTFLOW_TEST_S3_ENDPOINT=http://127.0.0.1:$S3_PORT" ;;
+    stop)
+        if [[ -f $STATE/moto.pid ]]; then
+            kill "$(cat "$STATE/moto.pid")" 2>/dev/null || true
+        fi
+        rm -rf "$STATE"
+        ;;
+    *) echo "usage: $0 start|env|stop" >&2; exit 2 ;;
+esac
