@@ -39,7 +39,13 @@ impl S3Connector {
             .ok_or(ConnectorError::MissingParameter { connector: "S3", parameter: "bucket" })?;
         let mut builder = AmazonS3Builder::new()
             .with_bucket_name(bucket)
-            .with_region(parameters.get("region").map_or("us-east-1", String::as_str));
+            .with_region(parameters.get("region").map_or("us-east-1", String::as_str))
+            // A few quick retries inside a request; the run itself retries with backoff.
+            .with_retry(object_store::RetryConfig {
+                max_retries: 2,
+                retry_timeout: std::time::Duration::from_secs(20),
+                ..Default::default()
+            });
         if let (Some(key), Some(secret)) = (secrets.get("accessKeyId"), secrets.get("secretAccessKey")) {
             builder = builder.with_access_key_id(key.trim()).with_secret_access_key(secret.trim());
         }

@@ -84,10 +84,19 @@ async fn reconcile(account: Arc<Account>, ctx: Arc<Context>) -> Result<Action, E
         problem.clone(),
         &format!("Destination '{}', its parameters and credentials resolve", account.spec.destination),
     );
-    desired.push(match (&problem, &destination) {
+    let mut probe = match (&problem, &destination) {
         (None, Some(destination)) => connected(destination, &account, secret_values).await,
         _ => Desired::unknown(CONNECTED, "NotReady", "the Account is not ready; it is probed once it is"),
-    });
+    };
+    // A failing platform words its errors differently each time (request IDs, timings); the
+    // first message of an unchanged outcome stands, so status does not churn on every probe.
+    if let Some(before) = crate::plan::conditions::find(&previous.conditions, CONNECTED)
+        && before.status == probe.status
+        && before.reason == probe.reason
+    {
+        probe.message = before.message.clone();
+    }
+    desired.push(probe);
     let status = AccountStatus {
         observed_generation: generation,
         conditions: merge(&previous.conditions, desired, generation, &format_time(chrono::Utc::now())),
