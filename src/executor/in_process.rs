@@ -158,3 +158,56 @@ impl InProcess {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+    use crate::manifest::ManifestSet;
+    use crate::manifest::check::dataflow_check;
+    use crate::plan::schedule::parse_time;
+
+    /// The quickstart's objects, exporting into `out`.
+    fn inputs(out: &std::path::Path) -> OwnedInputs {
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+        let set = ManifestSet::read(&[root.join("examples/quickstart")]).unwrap();
+        let mut dataflow = set.dataflow("quickstart", "newsletter").unwrap().object.clone();
+        dataflow.spec.output.as_mut().unwrap().file_name_template = Some("%SEGMENT_ID%".into());
+        let checked = dataflow_check(&set, &dataflow, Utc::now()).unwrap();
+        let mut account = set.account("quickstart", "local-folder").unwrap().object.clone();
+        account.spec.parameters.insert("path".into(), out.display().to_string());
+        let destination = set.destination("quickstart-folder").unwrap().object.clone();
+        let profiles_url = root.join("examples/quickstart/profiles").display().to_string();
+        OwnedInputs { dataflow, checked, account, destination, secrets: BTreeMap::new(), profiles_url }
+    }
+
+    fn request(id: &str) -> RunRequest {
+        RunRequest {
+            id: id.into(),
+            segment: "seg-0".into(),
+            scheduled: parse_time("2026-01-01T00:00:00Z").unwrap(),
+            watermark: None,
+            run_request: None,
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn shutdown_lets_running_exports_finish_and_refuses_new_ones() {
+        let out = tempfile::tempdir().unwrap();
+        let (sender, mut finished) = mpsc::unbounded_channel();
+        let executor = InProcess::new(1, sender);
+        let key = ("quickstart".to_string(), "newsletter".to_string());
+        assert!(executor.start(key.clone(), request("a"), inputs(out.path())));
+        assert!(!executor.start(key.clone(), request("a"), inputs(out.path())), "the same run never starts twice");
+        assert_eq!(executor.shutdown(Duration::from_secs(30)).await, 0, "nothing abandoned");
+        assert!(
+            matches!(executor.observe(&key).as_slice(), [Observed::Finished { record, .. }] if record.exported > 0)
+        );
+        assert_eq!(finished.recv().await, Some(key.clone()), "the controller hears the run ended");
+        assert!(out.path().join("seg-0.csv").exists());
+        assert!(!executor.start(key.clone(), request("b"), inputs(out.path())), "no run starts during shutdown");
+        executor.forget(&key, "a");
+        assert!(executor.observe(&key).is_empty());
+    }
+}

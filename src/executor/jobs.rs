@@ -96,7 +96,7 @@ impl JobExecutor {
     pub async fn prune(&self, dataflow: &Dataflow) -> Result<(), kube::Error> {
         let ns = dataflow.namespace().unwrap_or_default();
         let api = Api::<Job>::namespaced(self.client.clone(), &ns);
-        let mut finished: Vec<(String, RunResult, String)> = self
+        let finished: Vec<(String, RunResult, String)> = self
             .jobs_of(dataflow)
             .await?
             .iter()
@@ -105,26 +105,36 @@ impl JobExecutor {
                 Observed::Running { .. } => None,
             })
             .collect();
-        finished.sort_by(|a, b| b.2.cmp(&a.2));
-        let mut kept = (0, 0);
         let background = DeleteParams { propagation_policy: Some(PropagationPolicy::Background), ..Default::default() };
-        for (name, result, _) in finished {
-            let (count, limit) = if result == RunResult::Succeeded {
-                kept.0 += 1;
-                (kept.0, SUCCESSFUL_JOBS_HISTORY_LIMIT)
-            } else {
-                kept.1 += 1;
-                (kept.1, FAILED_JOBS_HISTORY_LIMIT)
-            };
-            if count > limit {
-                match api.delete(&name, &background).await {
-                    Ok(_) | Err(kube::Error::Api(_)) => {}
-                    Err(e) => return Err(e),
-                }
+        for name in jobs_past_history_limits(finished) {
+            match api.delete(&name, &background).await {
+                Ok(_) | Err(kube::Error::Api(_)) => {}
+                Err(e) => return Err(e),
             }
         }
         Ok(())
     }
+}
+
+/// The finished Jobs to delete, given (name, result, scheduled time): all but the newest
+/// [`SUCCESSFUL_JOBS_HISTORY_LIMIT`] succeeded and [`FAILED_JOBS_HISTORY_LIMIT`] failed ones.
+pub fn jobs_past_history_limits(mut finished: Vec<(String, RunResult, String)>) -> Vec<String> {
+    finished.sort_by(|a, b| b.2.cmp(&a.2));
+    let (mut succeeded, mut failed) = (0, 0);
+    let mut delete = Vec::new();
+    for (name, result, _) in finished {
+        let (count, limit) = if result == RunResult::Succeeded {
+            succeeded += 1;
+            (succeeded, SUCCESSFUL_JOBS_HISTORY_LIMIT)
+        } else {
+            failed += 1;
+            (failed, FAILED_JOBS_HISTORY_LIMIT)
+        };
+        if count > limit {
+            delete.push(name);
+        }
+    }
+    delete
 }
 
 /// A run from its Job: going, or finished with the report the exporter left on it.
@@ -178,4 +188,22 @@ fn observed(job: &Job) -> Option<Observed> {
         return Some(Observed::Finished { record, watermark: None });
     }
     Some(Observed::Running { request, started })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_the_newest_three_succeeded_and_one_failed_job() {
+        let jobs = vec![
+            ("s1".to_string(), RunResult::Succeeded, "2026-01-01T01:00:00Z".to_string()),
+            ("s2".to_string(), RunResult::Succeeded, "2026-01-01T02:00:00Z".to_string()),
+            ("f1".to_string(), RunResult::Failed, "2026-01-01T03:00:00Z".to_string()),
+            ("s3".to_string(), RunResult::Succeeded, "2026-01-01T04:00:00Z".to_string()),
+            ("s4".to_string(), RunResult::Succeeded, "2026-01-01T05:00:00Z".to_string()),
+            ("f2".to_string(), RunResult::Failed, "2026-01-01T06:00:00Z".to_string()),
+        ];
+        assert_eq!(jobs_past_history_limits(jobs), vec!["f1".to_string(), "s1".to_string()]);
+    }
 }
