@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# Real servers the connector tests talk to, on loopback: moto's S3-compatible server (PyPI).
+# Real servers the connector tests talk to, on loopback: moto's S3-compatible server (PyPI) and
+# Azurite's Blob service (npm, installed into ~/.cache/outflow/azurite).
 #   scripts/test-servers.sh start   install what is missing, start, wait until it answers
 #   scripts/test-servers.sh env     print the variables the tests read (eval "$(... env)")
 #   scripts/test-servers.sh stop    stop what start started
 set -euo pipefail
 STATE=${OUTFLOW_TEST_SERVERS_STATE:-/tmp/outflow-test-servers-$(id -u)}
 S3_PORT=${OUTFLOW_TEST_S3_PORT:-5055}
+AZURITE_PORT=${OUTFLOW_TEST_AZURITE_PORT:-10055}
+AZURITE_DIR=${OUTFLOW_AZURITE_DIR:-${HOME:-/tmp}/.cache/outflow/azurite}
 log() { printf 'test-servers: %s\n' "$*" >&2; }
 
 start_moto() {
@@ -29,13 +32,44 @@ start_moto() {
     exit 1
 }
 
-case ${1:-} in
-    start) start_moto ;;
-    env) echo "export OUTFLOW_TEST_S3_ENDPOINT=http://127.0.0.1:$S3_PORT" ;;
-    stop)
-        if [[ -f $STATE/moto.pid ]]; then
-            kill "$(cat "$STATE/moto.pid")" 2>/dev/null || true
+start_azurite() {
+    if [[ -f $STATE/azurite.pid ]] && kill -0 "$(cat "$STATE/azurite.pid")" 2>/dev/null; then
+        log "azurite already running on 127.0.0.1:$AZURITE_PORT"
+        return
+    fi
+    if [[ ! -x $AZURITE_DIR/node_modules/.bin/azurite-blob ]]; then
+        mkdir -p "$AZURITE_DIR"
+        (cd "$AZURITE_DIR" && npm install --silent --no-audit --no-fund azurite@3.35)
+    fi
+    python3 -c "import azure.storage.blob" 2>/dev/null || python3 -m pip install --quiet azure-storage-blob
+    mkdir -p "$STATE/azurite"
+    "$AZURITE_DIR/node_modules/.bin/azurite-blob" --blobHost 127.0.0.1 --blobPort "$AZURITE_PORT" \
+        --location "$STATE/azurite" --skipApiVersionCheck --loose --silent >"$STATE/azurite.log" 2>&1 &
+    echo $! >"$STATE/azurite.pid"
+    for _ in $(seq 1 100); do
+        if curl -s -o /dev/null "http://127.0.0.1:$AZURITE_PORT/devstoreaccount1?comp=list" 2>/dev/null; then
+            log "azurite (Blob) ready on 127.0.0.1:$AZURITE_PORT"
+            return
         fi
+        sleep 0.2
+    done
+    tail -20 "$STATE/azurite.log" >&2
+    log "error: azurite did not answer on 127.0.0.1:$AZURITE_PORT"
+    exit 1
+}
+
+case ${1:-} in
+    start) start_moto; start_azurite ;;
+    env)
+        echo "export OUTFLOW_TEST_S3_ENDPOINT=http://127.0.0.1:$S3_PORT"
+        echo "export OUTFLOW_TEST_AZURITE_ENDPOINT=http://127.0.0.1:$AZURITE_PORT/devstoreaccount1"
+        ;;
+    stop)
+        for name in moto azurite; do
+            if [[ -f $STATE/$name.pid ]]; then
+                kill "$(cat "$STATE/$name.pid")" 2>/dev/null || true
+            fi
+        done
         rm -rf "$STATE"
         ;;
     *) echo "usage: $0 start|env|stop" >&2; exit 2 ;;

@@ -171,3 +171,92 @@ fn s3_exports_match_the_local_file_byte_for_byte_and_fail_atomically() {
     assert!(out.contains("connector S3") && out.contains("no-such-bucket"), "{out}");
     assert!(!out.contains(SECRET), "{out}");
 }
+
+/// Azurite's well-known development account key (public, documented by Microsoft).
+const AZURITE_KEY: &str = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+
+const AZURE: &str = "import sys\nfrom azure.storage.blob import BlobServiceClient\nsvc = BlobServiceClient(account_url=sys.argv[1], credential={'account_name': 'devstoreaccount1', 'account_key': sys.argv[2]})\n";
+
+#[test]
+fn azure_blob_exports_match_the_local_file_byte_for_byte_and_fail_atomically() {
+    let endpoint = match std::env::var("OUTFLOW_TEST_AZURITE_ENDPOINT") {
+        Ok(e) => e,
+        Err(_) if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") => {
+            panic!("OUTFLOW_TEST_AZURITE_ENDPOINT is not set: run `scripts/test-servers.sh start`")
+        }
+        Err(_) => {
+            eprintln!(
+                "SKIPPED (no Azurite): run `scripts/test-servers.sh start` and `eval \"$(scripts/test-servers.sh env)\"`"
+            );
+            return;
+        }
+    };
+    let work = tempfile::tempdir().unwrap();
+    let container = format!("outflow-{}", std::process::id());
+    python(&format!("{AZURE}svc.create_container(sys.argv[3])"), &[&endpoint, AZURITE_KEY, &container]);
+    let (m, local, profiles) = (work.path().join("m"), work.path().join("local"), work.path().join("profiles"));
+    std::fs::create_dir_all(&m).unwrap();
+    std::fs::create_dir_all(&local).unwrap();
+    let catalog = Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests/catalog");
+    for entry in ["azure-blob-storage.yaml", "local-file.yaml"] {
+        std::fs::copy(catalog.join(entry), m.join(entry)).unwrap();
+    }
+    let flow = |name: &str, account: &str| {
+        format!(
+            "---\napiVersion: outflow.dev/v1alpha1\nkind: Dataflow\nmetadata: {{name: {name}, namespace: t}}\nspec:\n  account: {account}\n  enabled: true\n  segments: [{{id: seg-2, schedule: {{daily: {{at: \"06:00\"}}}}}}]\n  fields: [{{source: profile_id, target: id}}, {{source: identityMap.email, target: email_sha256, transforms: [SHA256]}}]\n  output: {{format: JSONLines, fileNameTemplate: \"{name}\"}}\n"
+        )
+    };
+    std::fs::write(
+        m.join("flows.yaml"),
+        format!(
+            "apiVersion: v1\nkind: Secret\nmetadata: {{name: az, namespace: t}}\nstringData: {{accountKey: \"{AZURITE_KEY}\"}}\n---\napiVersion: outflow.dev/v1alpha1\nkind: Account\nmetadata: {{name: az, namespace: t}}\nspec:\n  destination: azure-blob-storage\n  parameters: {{account: devstoreaccount1, container: {container}, endpoint: \"{endpoint}\", prefix: out}}\n  credentialsSecretRef: {{name: az}}\n---\napiVersion: outflow.dev/v1alpha1\nkind: Account\nmetadata: {{name: disk, namespace: t}}\nspec:\n  destination: local-file\n  parameters: {{path: \"{}\"}}\n{}{}",
+            local.display(),
+            flow("to-az", "az"),
+            flow("to-disk", "disk")
+        ),
+    )
+    .unwrap();
+    let (ok, out) =
+        outflow(&["sample-profiles", "--count", "4000", "--out", profiles.to_str().unwrap(), "--seed", "5"]);
+    assert!(ok, "{out}");
+    let (mp, pp) = (m.to_str().unwrap(), profiles.to_str().unwrap());
+    for flow in ["t/to-az", "t/to-disk"] {
+        let (ok, out) = outflow(&["export", "-f", mp, "--dataflow", flow, "--profiles", pp]);
+        assert!(ok, "{out}");
+        assert!(!out.contains(AZURITE_KEY));
+    }
+    // Read back with the Azure SDK, an independent client.
+    let names = python(
+        &format!("{AZURE}print('\\n'.join(b.name for b in svc.get_container_client(sys.argv[3]).list_blobs()))"),
+        &[&endpoint, AZURITE_KEY, &container],
+    );
+    assert_eq!(names.trim(), "out/to-az.json");
+    let downloaded = work.path().join("downloaded.json");
+    python(
+        &format!(
+            "{AZURE}open(sys.argv[4], 'wb').write(svc.get_blob_client(sys.argv[3], 'out/to-az.json').download_blob().readall())"
+        ),
+        &[&endpoint, AZURITE_KEY, &container, downloaded.to_str().unwrap()],
+    );
+    let from_azure = std::fs::read(&downloaded).unwrap();
+    assert!(from_azure.len() > 10_000);
+    assert_eq!(
+        from_azure,
+        std::fs::read(local.join("to-disk.json")).unwrap(),
+        "Azure holds exactly what the local export wrote"
+    );
+
+    // A failed run publishes no blob.
+    python(
+        &format!("{AZURE}svc.get_blob_client(sys.argv[3], 'out/to-az.json').delete_blob()"),
+        &[&endpoint, AZURITE_KEY, &container],
+    );
+    std::fs::write(profiles.join("part-00001.parquet"), b"PAR1 broken").unwrap();
+    let (ok, _) = outflow(&["export", "-f", mp, "--dataflow", "t/to-az", "--profiles", pp]);
+    assert!(!ok);
+    let names = python(
+        &format!("{AZURE}print(len(list(svc.get_container_client(sys.argv[3]).list_blobs())))"),
+        &[&endpoint, AZURITE_KEY, &container],
+    );
+    assert_eq!(names.trim(), "0", "no blob under the final name after a failed run");
+}

@@ -3,7 +3,7 @@
 //! a file becomes visible under its final name only on `commit`.
 
 pub mod file;
-pub mod s3;
+pub mod objects;
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -18,7 +18,7 @@ pub enum ConnectorError {
     Io { connector: &'static str, target: String, source: std::io::Error },
     #[error("connector {connector}: Account parameter '{parameter}' is missing")]
     MissingParameter { connector: &'static str, parameter: &'static str },
-    #[error("connector {0:?} is not implemented yet (File and S3 are)")]
+    #[error("connector {0:?} is not implemented yet (File, S3 and AzureBlob are)")]
     Unsupported(ConnectorKind),
     #[error("connector {connector}: '{target}': {message}")]
     Remote { connector: &'static str, target: String, message: String },
@@ -56,7 +56,8 @@ pub fn connector_for(
                 .ok_or(ConnectorError::MissingParameter { connector: "File", parameter: "path" })?;
             Ok(Box::new(FileConnector::new(path)))
         }
-        ConnectorKind::S3 => Ok(Box::new(s3::S3Connector::new(parameters, secrets)?)),
+        ConnectorKind::S3 => Ok(Box::new(objects::ObjectStoreConnector::s3(parameters, secrets)?)),
+        ConnectorKind::AzureBlob => Ok(Box::new(objects::ObjectStoreConnector::azure(parameters, secrets)?)),
         other => Err(ConnectorError::Unsupported(other)),
     }
 }
