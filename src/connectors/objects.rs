@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use object_store::aws::AmazonS3Builder;
 use object_store::azure::MicrosoftAzureBuilder;
+use object_store::gcp::GoogleCloudStorageBuilder;
 use object_store::path::Path;
 use object_store::{MultipartUpload, ObjectStore, ObjectStoreExt, PutPayload};
 
@@ -78,6 +79,29 @@ impl ObjectStoreConnector {
             .build()
             .map_err(|e| remote("AzureBlob", "configuring", container, &e.to_string(), &secret_values))?;
         Self::with_store("AzureBlob", "az", Arc::new(store), container, parameters, secret_values)
+    }
+
+    /// Google Cloud Storage: parameters `bucket`, `endpoint` (an emulator's base URL), `prefix`;
+    /// secret `serviceAccountKey` (the JSON key).
+    pub fn gcs(
+        parameters: &BTreeMap<String, String>,
+        secrets: &BTreeMap<String, String>,
+    ) -> Result<Self, ConnectorError> {
+        let bucket = parameters
+            .get("bucket")
+            .filter(|b| !b.trim().is_empty())
+            .ok_or(ConnectorError::MissingParameter { connector: "GCS", parameter: "bucket" })?;
+        let mut builder = GoogleCloudStorageBuilder::new().with_bucket_name(bucket).with_retry(retries());
+        if let Some(key) = secrets.get("serviceAccountKey") {
+            builder = builder.with_service_account_key(key.trim());
+        }
+        if let Some(endpoint) = parameters.get("endpoint").filter(|e| !e.trim().is_empty()) {
+            builder = builder.with_config(object_store::gcp::GoogleConfigKey::BaseUrl, endpoint.clone());
+        }
+        let secret_values: Vec<String> = secrets.values().cloned().collect();
+        let store =
+            builder.build().map_err(|e| remote("GCS", "configuring", bucket, &e.to_string(), &secret_values))?;
+        Self::with_store("GCS", "gs", Arc::new(store), bucket, parameters, secret_values)
     }
 
     fn with_store(
@@ -245,5 +269,31 @@ impl Drop for StoreWriter {
         if let Some(mut upload) = self.upload.take() {
             let _ = self.runtime.block_on(upload.abort());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn missing_parameters_are_named() {
+        let err = ObjectStoreConnector::gcs(&map(&[]), &map(&[])).unwrap_err();
+        assert_eq!(err.to_string(), "connector GCS: Account parameter 'bucket' is missing");
+        let err = ObjectStoreConnector::azure(&map(&[("account", "a")]), &map(&[])).unwrap_err();
+        assert_eq!(err.to_string(), "connector AzureBlob: Account parameter 'container' is missing");
+    }
+
+    #[test]
+    fn a_bad_service_account_key_is_refused_without_echoing_it() {
+        let key = "{\"private_key\": \"-----BEGIN PRIVATE KEY----- s3cr3t-material\"";
+        let err = ObjectStoreConnector::gcs(&map(&[("bucket", "b")]), &map(&[("serviceAccountKey", key)])).unwrap_err();
+        let message = err.to_string();
+        assert!(message.starts_with("connector GCS: 'b': configuring"), "{message}");
+        assert!(!message.contains("s3cr3t-material"), "{message}");
     }
 }
