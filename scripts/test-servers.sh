@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Real servers the connector tests talk to, on loopback: moto's S3-compatible server (PyPI) and
-# Azurite's Blob service (npm, installed into ~/.cache/outflow/azurite).
+# Azurite's Blob service (npm, installed into ~/.cache/outflow/azurite), and OpenSSH's sshd
+# (Debian) serving SFTP with key authentication for the current user.
 #   scripts/test-servers.sh start   install what is missing, start, wait until it answers
 #   scripts/test-servers.sh env     print the variables the tests read (eval "$(... env)")
 #   scripts/test-servers.sh stop    stop what start started
@@ -8,6 +9,7 @@ set -euo pipefail
 STATE=${OUTFLOW_TEST_SERVERS_STATE:-/tmp/outflow-test-servers-$(id -u)}
 S3_PORT=${OUTFLOW_TEST_S3_PORT:-5055}
 AZURITE_PORT=${OUTFLOW_TEST_AZURITE_PORT:-10055}
+SFTP_PORT=${OUTFLOW_TEST_SFTP_PORT:-2255}
 AZURITE_DIR=${OUTFLOW_AZURITE_DIR:-${HOME:-/tmp}/.cache/outflow/azurite}
 log() { printf 'test-servers: %s\n' "$*" >&2; }
 
@@ -58,14 +60,57 @@ start_azurite() {
     exit 1
 }
 
+start_sshd() {
+    if [[ -f $STATE/sshd.pid ]] && kill -0 "$(cat "$STATE/sshd.pid")" 2>/dev/null; then
+        log "sshd already running on 127.0.0.1:$SFTP_PORT"
+        return
+    fi
+    if [[ ! -x /usr/sbin/sshd ]] || ! command -v sftp >/dev/null; then
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server openssh-client >/dev/null
+    fi
+    mkdir -p "$STATE/sftp/upload" /run/sshd
+    rm -f "$STATE/host_key" "$STATE/client_key"
+    ssh-keygen -q -t ed25519 -N "" -f "$STATE/host_key"
+    ssh-keygen -q -t ed25519 -N "" -f "$STATE/client_key"
+    cp "$STATE/client_key.pub" "$STATE/authorized_keys"
+    chmod 600 "$STATE/authorized_keys"
+    cat >"$STATE/sshd_config" <<CONF
+ListenAddress 127.0.0.1
+Port $SFTP_PORT
+HostKey $STATE/host_key
+PidFile $STATE/sshd.pid
+AuthorizedKeysFile $STATE/authorized_keys
+PermitRootLogin prohibit-password
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM no
+StrictModes no
+Subsystem sftp internal-sftp
+CONF
+    /usr/sbin/sshd -f "$STATE/sshd_config" -E "$STATE/sshd.log"
+    for _ in $(seq 1 50); do
+        if [[ -s $STATE/sshd.pid ]] && (exec 3<>"/dev/tcp/127.0.0.1/$SFTP_PORT") 2>/dev/null; then
+            log "sshd (SFTP) ready on 127.0.0.1:$SFTP_PORT"
+            return
+        fi
+        sleep 0.2
+    done
+    cat "$STATE/sshd.log" >&2
+    log "error: sshd did not start on 127.0.0.1:$SFTP_PORT"
+    exit 1
+}
+
 case ${1:-} in
-    start) start_moto; start_azurite ;;
+    start) start_moto; start_azurite; start_sshd ;;
     env)
         echo "export OUTFLOW_TEST_S3_ENDPOINT=http://127.0.0.1:$S3_PORT"
         echo "export OUTFLOW_TEST_AZURITE_ENDPOINT=http://127.0.0.1:$AZURITE_PORT/devstoreaccount1"
+        echo "export OUTFLOW_TEST_SFTP_PORT=$SFTP_PORT OUTFLOW_TEST_SFTP_USER=$(id -un)"
+        echo "export OUTFLOW_TEST_SFTP_KEY=$STATE/client_key OUTFLOW_TEST_SFTP_DIR=$STATE/sftp"
+        echo "export OUTFLOW_TEST_SFTP_FINGERPRINT=$(ssh-keygen -l -E sha256 -f "$STATE/host_key.pub" 2>/dev/null | awk '{print $2}')"
         ;;
     stop)
-        for name in moto azurite; do
+        for name in moto azurite sshd; do
             if [[ -f $STATE/$name.pid ]]; then
                 kill "$(cat "$STATE/$name.pid")" 2>/dev/null || true
             fi

@@ -260,3 +260,116 @@ fn azure_blob_exports_match_the_local_file_byte_for_byte_and_fail_atomically() {
     );
     assert_eq!(names.trim(), "0", "no blob under the final name after a failed run");
 }
+
+/// `sftp` (OpenSSH) in batch mode as the test's independent client.
+fn sftp_batch(commands: &str) -> String {
+    let key = std::env::var("OUTFLOW_TEST_SFTP_KEY").unwrap();
+    let port = std::env::var("OUTFLOW_TEST_SFTP_PORT").unwrap();
+    let user = std::env::var("OUTFLOW_TEST_SFTP_USER").unwrap();
+    let mut child = Command::new("sftp")
+        .args([
+            "-q",
+            "-i",
+            &key,
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-P",
+            &port,
+            "-b",
+            "-",
+        ])
+        .arg(format!("{user}@127.0.0.1"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), commands.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+#[test]
+fn sftp_exports_match_the_local_file_byte_for_byte_and_fail_atomically() {
+    let Ok(dir) = std::env::var("OUTFLOW_TEST_SFTP_DIR") else {
+        if std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {
+            panic!("OUTFLOW_TEST_SFTP_DIR is not set: run `scripts/test-servers.sh start`");
+        }
+        eprintln!(
+            "SKIPPED (no sshd): run `scripts/test-servers.sh start` and `eval \"$(scripts/test-servers.sh env)\"`"
+        );
+        return;
+    };
+    let (port, user) =
+        (std::env::var("OUTFLOW_TEST_SFTP_PORT").unwrap(), std::env::var("OUTFLOW_TEST_SFTP_USER").unwrap());
+    let key = std::fs::read_to_string(std::env::var("OUTFLOW_TEST_SFTP_KEY").unwrap()).unwrap();
+    let fingerprint = std::env::var("OUTFLOW_TEST_SFTP_FINGERPRINT").unwrap();
+    let target = format!("{dir}/upload/run-{}", std::process::id());
+    sftp_batch(&format!("mkdir {target}\n"));
+    let work = tempfile::tempdir().unwrap();
+    let (m, local, profiles) = (work.path().join("m"), work.path().join("local"), work.path().join("profiles"));
+    std::fs::create_dir_all(&m).unwrap();
+    std::fs::create_dir_all(&local).unwrap();
+    let catalog = Path::new(env!("CARGO_MANIFEST_DIR")).join("manifests/catalog");
+    for entry in ["sftp.yaml", "local-file.yaml"] {
+        std::fs::copy(catalog.join(entry), m.join(entry)).unwrap();
+    }
+    let indented_key: String = key.lines().map(|l| format!("    {l}\n")).collect();
+    let flow = |name: &str, account: &str| {
+        format!(
+            "---\napiVersion: outflow.dev/v1alpha1\nkind: Dataflow\nmetadata: {{name: {name}, namespace: t}}\nspec:\n  account: {account}\n  enabled: true\n  segments: [{{id: seg-3, schedule: {{daily: {{at: \"06:00\"}}}}}}]\n  fields: [{{source: profile_id, target: id}}, {{source: mobilePhone.number, target: phone}}]\n  output: {{format: CSV, fileNameTemplate: \"{name}\"}}\n"
+        )
+    };
+    let account = |name: &str, fp: &str| {
+        format!(
+            "---\napiVersion: outflow.dev/v1alpha1\nkind: Account\nmetadata: {{name: {name}, namespace: t}}\nspec:\n  destination: sftp\n  parameters: {{host: 127.0.0.1, port: \"{port}\", username: {user}, path: \"{target}\", hostKeyFingerprint: \"{fp}\"}}\n  credentialsSecretRef: {{name: key}}\n"
+        )
+    };
+    std::fs::write(
+        m.join("flows.yaml"),
+        format!(
+            "apiVersion: v1\nkind: Secret\nmetadata: {{name: key, namespace: t}}\nstringData:\n  privateKey: |\n{indented_key}{}{}---\napiVersion: outflow.dev/v1alpha1\nkind: Account\nmetadata: {{name: disk, namespace: t}}\nspec:\n  destination: local-file\n  parameters: {{path: \"{}\"}}\n{}{}{}",
+            account("partner", &fingerprint),
+            account("impostor", "SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"),
+            local.display(),
+            flow("to-sftp", "partner"),
+            flow("to-disk", "disk"),
+            flow("to-impostor", "impostor"),
+        ),
+    )
+    .unwrap();
+    let (ok, out) =
+        outflow(&["sample-profiles", "--count", "3000", "--out", profiles.to_str().unwrap(), "--seed", "9"]);
+    assert!(ok, "{out}");
+    let (mp, pp) = (m.to_str().unwrap(), profiles.to_str().unwrap());
+    for flow in ["t/to-sftp", "t/to-disk"] {
+        let (ok, out) = outflow(&["export", "-f", mp, "--dataflow", flow, "--profiles", pp]);
+        assert!(ok, "{out}");
+    }
+    let fetched = work.path().join("fetched.csv");
+    let listing = sftp_batch(&format!("ls {target}\nget {target}/to-sftp.csv {}\n", fetched.display()));
+    assert!(listing.contains("to-sftp.csv") && !listing.contains(".tmp-"), "{listing}");
+    let from_sftp = std::fs::read(&fetched).unwrap();
+    assert!(from_sftp.len() > 10_000);
+    assert_eq!(
+        from_sftp,
+        std::fs::read(local.join("to-disk.csv")).unwrap(),
+        "the server holds exactly what the local export wrote"
+    );
+
+    // A failed run leaves neither the final name nor its temporary file.
+    sftp_batch(&format!("rm {target}/to-sftp.csv\n"));
+    std::fs::write(profiles.join("part-00001.parquet"), b"PAR1 broken").unwrap();
+    let (ok, _) = outflow(&["export", "-f", mp, "--dataflow", "t/to-sftp", "--profiles", pp]);
+    assert!(!ok);
+    let listing = sftp_batch(&format!("ls -a {target}\n"));
+    assert!(!listing.contains("to-sftp.csv"), "{listing}");
+
+    // A server whose host key does not match is refused, and the key never shows.
+    std::fs::remove_file(profiles.join("part-00001.parquet")).unwrap();
+    let (ok, out) = outflow(&["export", "-f", mp, "--dataflow", "t/to-impostor", "--profiles", pp]);
+    assert!(!ok && out.contains("connector SFTP") && out.contains("hostKeyFingerprint"), "{out}");
+    assert!(!out.contains(key.lines().nth(1).unwrap()), "{out}");
+}

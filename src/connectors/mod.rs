@@ -4,6 +4,7 @@
 
 pub mod file;
 pub mod objects;
+pub mod sftp;
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -18,7 +19,7 @@ pub enum ConnectorError {
     Io { connector: &'static str, target: String, source: std::io::Error },
     #[error("connector {connector}: Account parameter '{parameter}' is missing")]
     MissingParameter { connector: &'static str, parameter: &'static str },
-    #[error("connector {0:?} is not implemented yet (File, S3, AzureBlob and GCS are)")]
+    #[error("connector {0:?} is not implemented yet (File, S3, AzureBlob, GCS and SFTP are)")]
     Unsupported(ConnectorKind),
     #[error("connector {connector}: '{target}': {message}")]
     Remote { connector: &'static str, target: String, message: String },
@@ -58,6 +59,7 @@ pub fn connector_for(
         }
         ConnectorKind::S3 => Ok(Box::new(objects::ObjectStoreConnector::s3(parameters, secrets)?)),
         ConnectorKind::AzureBlob => Ok(Box::new(objects::ObjectStoreConnector::azure(parameters, secrets)?)),
+        ConnectorKind::Sftp => Ok(Box::new(sftp::SftpConnector::new(parameters, secrets)?)),
         ConnectorKind::Gcs => Ok(Box::new(objects::ObjectStoreConnector::gcs(parameters, secrets)?)),
         other => Err(ConnectorError::Unsupported(other)),
     }
