@@ -394,6 +394,27 @@ fn outflow_files_hold_the_rows_duckdb_selects() {
     );
     assert_same_rows(expected, actual);
 
+    // 4. An incremental export: members whose qualification changed after the watermark, exits
+    //    included (with their status, so the platform removes them).
+    let out = store.path("incremental");
+    let m = manifests(store.dir.path(), "inc", &out, FOUR_FIELDS);
+    let watermark = DateTime::parse_from_rfc3339("2026-02-15T00:00:00Z").unwrap().with_timezone(&Utc);
+    let report = export(&m, "inc", "seg-2", &store.profiles(), Some(watermark)).unwrap();
+    let (expected, actual) = duckdb(
+        &format!(
+            "SELECT profile_id, lower(trim(personalEmail.address)), person.name.firstName, m.status \
+             FROM (SELECT *, map_extract_value(segmentMembership, 'seg-2') AS m FROM {source}) \
+             WHERE m.lastQualificationTime > TIMESTAMPTZ '2026-02-15 00:00:00+00' AND consents.marketing.email.val = 'y'"
+        ),
+        &format!(
+            "SELECT * FROM read_csv('{}', header = true, all_varchar = true)",
+            out.join(&report.files[0].name).display()
+        ),
+    );
+    assert!(expected.iter().any(|row| row.contains(&Some("exited".to_string()))), "the incremental plan sends exits");
+    assert_eq!(expected.len() as u64, report.exported);
+    assert_same_rows(expected, actual);
+
     // 3. Parquet output (gzip inside), several parts.
     let out = store.path("parquet");
     let body = FOUR_FIELDS
