@@ -92,9 +92,13 @@ impl ObjectStoreConnector {
             .filter(|b| !b.trim().is_empty())
             .ok_or(ConnectorError::MissingParameter { connector: "GCS", parameter: "bucket" })?;
         let mut builder = GoogleCloudStorageBuilder::new().with_bucket_name(bucket).with_retry(retries());
-        if let Some(key) = secrets.get("serviceAccountKey") {
-            builder = builder.with_service_account_key(key.trim());
-        }
+        // Without a key object_store falls back to the cloud metadata server for a token: never.
+        let key = secrets.get("serviceAccountKey").ok_or_else(|| ConnectorError::Remote {
+            connector: "GCS",
+            target: bucket.clone(),
+            message: "the Account's Secret has no 'serviceAccountKey'".into(),
+        })?;
+        builder = builder.with_service_account_key(key.trim());
         if let Some(endpoint) = parameters.get("endpoint").filter(|e| !e.trim().is_empty()) {
             builder = builder.with_config(object_store::gcp::GoogleConfigKey::BaseUrl, endpoint.clone());
         }
@@ -284,6 +288,8 @@ mod tests {
     fn missing_parameters_are_named() {
         let err = ObjectStoreConnector::gcs(&map(&[]), &map(&[])).unwrap_err();
         assert_eq!(err.to_string(), "connector GCS: Account parameter 'bucket' is missing");
+        let err = ObjectStoreConnector::gcs(&map(&[("bucket", "b")]), &map(&[])).unwrap_err();
+        assert_eq!(err.to_string(), "connector GCS: 'b': the Account's Secret has no 'serviceAccountKey'");
         let err = ObjectStoreConnector::azure(&map(&[("account", "a")]), &map(&[])).unwrap_err();
         assert_eq!(err.to_string(), "connector AzureBlob: Account parameter 'container' is missing");
     }
