@@ -145,9 +145,15 @@ impl ObjectStoreConnector {
             .with_bucket_name(bucket)
             .with_region(parameters.get("region").map_or("us-east-1", String::as_str))
             .with_retry(retries());
-        if let (Some(key), Some(secret)) = (secrets.get("accessKeyId"), secrets.get("secretAccessKey")) {
-            builder = builder.with_access_key_id(key.trim()).with_secret_access_key(secret.trim());
-        }
+        // Without keys object_store would ask the cloud metadata server for credentials: never.
+        let (Some(key), Some(secret)) = (secrets.get("accessKeyId"), secrets.get("secretAccessKey")) else {
+            return Err(ConnectorError::Remote {
+                connector: "S3",
+                target: bucket.clone(),
+                message: "the Account's Secret needs 'accessKeyId' and 'secretAccessKey'".into(),
+            });
+        };
+        builder = builder.with_access_key_id(key.trim()).with_secret_access_key(secret.trim());
         if let Some(endpoint) = parameters.get("endpoint").filter(|e| !e.trim().is_empty()) {
             builder = builder
                 .with_endpoint(endpoint)
