@@ -50,19 +50,25 @@ pub fn connector_for(
     secrets: &BTreeMap<String, String>,
 ) -> Result<Box<dyn Connector>, ConnectorError> {
     match kind {
-        ConnectorKind::File => {
-            let path = parameters
-                .get("path")
-                .filter(|p| !p.trim().is_empty())
-                .ok_or(ConnectorError::MissingParameter { connector: "File", parameter: "path" })?;
-            Ok(Box::new(FileConnector::new(path)))
-        }
+        ConnectorKind::File => Ok(Box::new(FileConnector::new(required(parameters, "File", "path")?))),
         ConnectorKind::S3 => Ok(Box::new(objects::ObjectStoreConnector::s3(parameters, secrets)?)),
         ConnectorKind::AzureBlob => Ok(Box::new(objects::ObjectStoreConnector::azure(parameters, secrets)?)),
         ConnectorKind::Sftp => Ok(Box::new(sftp::SftpConnector::new(parameters, secrets)?)),
         ConnectorKind::Gcs => Ok(Box::new(objects::ObjectStoreConnector::gcs(parameters, secrets)?)),
         other => Err(ConnectorError::Unsupported(other)),
     }
+}
+
+/// A non-empty Account parameter, or the error naming the connector and the parameter.
+pub(crate) fn required<'a>(
+    parameters: &'a BTreeMap<String, String>,
+    connector: &'static str,
+    name: &'static str,
+) -> Result<&'a String, ConnectorError> {
+    parameters
+        .get(name)
+        .filter(|v| !v.trim().is_empty())
+        .ok_or(ConnectorError::MissingParameter { connector, parameter: name })
 }
 
 /// Replaces every secret value in a message with `***`: SDK errors sometimes echo what they were

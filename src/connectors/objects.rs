@@ -12,7 +12,7 @@ use object_store::gcp::GoogleCloudStorageBuilder;
 use object_store::path::Path;
 use object_store::{MultipartUpload, ObjectStore, ObjectStoreExt, PutPayload};
 
-use super::{Connector, ConnectorError, ObjectWriter, redact};
+use super::{Connector, ConnectorError, ObjectWriter, redact, required};
 
 /// Bytes buffered before a part is uploaded (S3's minimum part size is 5 MiB).
 const PART_SIZE: usize = 8 << 20;
@@ -51,13 +51,8 @@ impl ObjectStoreConnector {
         parameters: &BTreeMap<String, String>,
         secrets: &BTreeMap<String, String>,
     ) -> Result<Self, ConnectorError> {
-        let required = |name: &'static str| {
-            parameters
-                .get(name)
-                .filter(|v| !v.trim().is_empty())
-                .ok_or(ConnectorError::MissingParameter { connector: "AzureBlob", parameter: name })
-        };
-        let (account, container) = (required("account")?, required("container")?);
+        let (account, container) =
+            (required(parameters, "AzureBlob", "account")?, required(parameters, "AzureBlob", "container")?);
         let mut builder =
             MicrosoftAzureBuilder::new().with_account(account).with_container_name(container).with_retry(retries());
         if let Some(key) = secrets.get("accountKey") {
@@ -87,10 +82,7 @@ impl ObjectStoreConnector {
         parameters: &BTreeMap<String, String>,
         secrets: &BTreeMap<String, String>,
     ) -> Result<Self, ConnectorError> {
-        let bucket = parameters
-            .get("bucket")
-            .filter(|b| !b.trim().is_empty())
-            .ok_or(ConnectorError::MissingParameter { connector: "GCS", parameter: "bucket" })?;
+        let bucket = required(parameters, "GCS", "bucket")?;
         let mut builder = GoogleCloudStorageBuilder::new().with_bucket_name(bucket).with_retry(retries());
         // Without a key object_store falls back to the cloud metadata server for a token: never.
         let key = secrets.get("serviceAccountKey").ok_or_else(|| ConnectorError::Remote {
@@ -137,10 +129,7 @@ impl ObjectStoreConnector {
         parameters: &BTreeMap<String, String>,
         secrets: &BTreeMap<String, String>,
     ) -> Result<Self, ConnectorError> {
-        let bucket = parameters
-            .get("bucket")
-            .filter(|b| !b.trim().is_empty())
-            .ok_or(ConnectorError::MissingParameter { connector: "S3", parameter: "bucket" })?;
+        let bucket = required(parameters, "S3", "bucket")?;
         let mut builder = AmazonS3Builder::new()
             .with_bucket_name(bucket)
             .with_region(parameters.get("region").map_or("us-east-1", String::as_str))

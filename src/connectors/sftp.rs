@@ -12,7 +12,7 @@ use russh_sftp::client::SftpSession;
 use russh_sftp::client::fs::File;
 use tokio::io::AsyncWriteExt;
 
-use super::{Connector, ConnectorError, ObjectWriter, redact};
+use super::{Connector, ConnectorError, ObjectWriter, redact, required};
 
 pub struct SftpConnector {
     host: String,
@@ -54,13 +54,7 @@ impl SftpConnector {
         parameters: &BTreeMap<String, String>,
         secrets: &BTreeMap<String, String>,
     ) -> Result<Self, ConnectorError> {
-        let required = |name: &'static str| {
-            parameters
-                .get(name)
-                .filter(|v| !v.trim().is_empty())
-                .cloned()
-                .ok_or(ConnectorError::MissingParameter { connector: "SFTP", parameter: name })
-        };
+        let required = |name: &'static str| required(parameters, "SFTP", name).cloned();
         let (host, user, folder) = (required("host")?, required("username")?, required("path")?);
         let port = match parameters.get("port") {
             None => 22,
