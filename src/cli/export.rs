@@ -1,15 +1,16 @@
 //! `outflow export`: one export run per segment of a Dataflow read from manifest files.
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use chrono::{DateTime, Utc};
-use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::connectors::connector_for;
-use crate::export::{ExportPlan, NoProgress, Progress, RunReport, run_export};
+use crate::executor::RunRequest;
+use crate::executor::runner::{RunInputs, execute};
+use crate::export::RunReport;
+use crate::local::with_progress;
 use crate::manifest::check::dataflow_check;
 use crate::manifest::{ManifestSet, namespace_of};
+use crate::plan::schedule::format_time;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -44,17 +45,6 @@ pub struct Args {
     /// `watermark` of the previous run's report. Without it an incremental run is full.
     #[arg(long)]
     pub watermark: Option<String>,
-}
-
-struct Bar(ProgressBar);
-
-impl Progress for Bar {
-    fn rows_read(&self, read: u64, total: Option<u64>) {
-        if let Some(t) = total {
-            self.0.set_length(t);
-        }
-        self.0.set_position(read);
-    }
 }
 
 fn parse_time(flag: &str, value: &str) -> anyhow::Result<DateTime<Utc>> {
@@ -127,51 +117,32 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
         .and_then(|r| set.secret(ns, &r.name))
         .map(|s| crate::manifest::secret_values(&s.object))
         .unwrap_or_default();
-    let connector = match connector_for(destination.spec.connector, &account.spec.parameters, &secrets) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: Account {ns}/{}: {e}", dataflow.spec.account);
-            return Ok(1);
-        }
-    };
-    if let Err(e) = connector.probe() {
-        eprintln!("error: Account {ns}/{}: {e}", dataflow.spec.account);
-        return Ok(1);
-    }
     let segments: Vec<String> = match &args.segment {
         Some(s) => vec![s.clone()],
         None => dataflow.spec.segments.iter().map(|s| s.id.clone()).collect(),
     };
+    let inputs = RunInputs {
+        dataflow,
+        checked: &checked,
+        account,
+        destination,
+        secrets: &secrets,
+        profiles_url: &args.profiles,
+    };
     let mut reports: Vec<RunReport> = Vec::new();
-    let mut failed = false;
     let mut errors: Vec<String> = Vec::new();
     for segment in &segments {
-        let plan = match ExportPlan::new(dataflow, &checked, account, destination, segment, watermark, now) {
-            Ok(p) => p,
-            Err(e) => {
-                eprintln!("error: {e}");
-                failed = true;
-                continue;
-            }
+        let run = RunRequest {
+            id: format!("{name}-{segment}"),
+            segment: segment.clone(),
+            scheduled: now,
+            watermark: watermark.map(format_time),
+            run_request: None,
         };
-        let result = if std::io::stderr().is_terminal() {
-            let bar = ProgressBar::new(0);
-            bar.set_style(
-                ProgressStyle::with_template("{msg} [{bar:30}] {human_pos}/{human_len} profiles ({per_sec}, {eta})")
-                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
-            );
-            bar.set_message(format!("{ns}/{name} {segment}"));
-            let bar = Bar(bar);
-            let result = run_export(&plan, &args.profiles, connector.as_ref(), &bar);
-            bar.0.finish_and_clear();
-            result
-        } else {
-            run_export(&plan, &args.profiles, connector.as_ref(), &NoProgress)
-        };
-        match result {
+        match with_progress(&format!("{ns}/{name} {segment}"), |progress| execute(&inputs, &run, progress)) {
             Ok(report) => {
                 println!(
-                    "{ns}/{name} segment {segment}: read {}, exported {}, excluded (consent {}, mandatory {}, duplicate {}), {} file(s), {} bytes, {} ms to {}",
+                    "{ns}/{name} segment {segment}: read {}, exported {}, excluded (consent {}, mandatory {}, duplicate {}), {} file(s), {} bytes, {} ms to Account {}",
                     report.profiles_read,
                     report.exported,
                     report.excluded_consent,
@@ -180,7 +151,7 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
                     report.files.len(),
                     report.files.iter().map(|f| f.bytes).sum::<u64>(),
                     report.duration_ms,
-                    connector.describe(),
+                    dataflow.spec.account,
                 );
                 for f in &report.files {
                     println!("  {} ({} rows, {} bytes)", f.name, f.rows, f.bytes);
@@ -188,12 +159,12 @@ pub fn run(args: Args) -> anyhow::Result<i32> {
                 reports.push(report);
             }
             Err(e) => {
-                eprintln!("error: {ns}/{name} segment {segment}: {e}");
-                errors.push(format!("segment {segment}: {e}"));
-                failed = true;
+                eprintln!("error: {ns}/{name} segment {segment}: {}", e.message);
+                errors.push(format!("segment {segment}: {}", e.message));
             }
         }
     }
+    let failed = !errors.is_empty();
     let report = match reports.as_slice() {
         [one] => serde_json::to_value(one).ok(),
         _ => None,

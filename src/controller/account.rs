@@ -143,18 +143,20 @@ async fn connected(destination: &Destination, account: &Account, secrets: BTreeM
     });
     match tokio::time::timeout(Duration::from_secs(30), probe).await {
         Ok(Ok(Ok(target))) => Desired::new(CONNECTED, true, "ProbeSucceeded", format!("reached {target}")),
-        Ok(Ok(Err((message, secrets)))) if message.contains("not implemented") => {
-            Desired::unknown(CONNECTED, "ProbeNotSupported", scrub(&message, &secrets))
-        }
-        Ok(Ok(Err((message, secrets)))) => Desired::new(CONNECTED, false, "ProbeFailed", scrub(&message, &secrets)),
+        Ok(Ok(Err((message, secrets)))) if message.contains("not implemented") => Desired::unknown(
+            CONNECTED,
+            "ProbeNotSupported",
+            crate::connectors::redact(&message, &secrets.values().cloned().collect::<Vec<_>>()),
+        ),
+        Ok(Ok(Err((message, secrets)))) => Desired::new(
+            CONNECTED,
+            false,
+            "ProbeFailed",
+            crate::connectors::redact(&message, &secrets.values().cloned().collect::<Vec<_>>()),
+        ),
         Ok(Err(e)) => Desired::new(CONNECTED, false, "ProbeFailed", format!("the probe ended abnormally: {e}")),
         Err(_) => Desired::new(CONNECTED, false, "ProbeTimeout", "the platform did not answer within 30 s"),
     }
-}
-
-/// Removes every secret value from a message (SDK errors sometimes echo what they were given).
-fn scrub(message: &str, secrets: &BTreeMap<String, String>) -> String {
-    secrets.values().filter(|v| v.len() >= 4).fold(message.to_string(), |m, v| m.replace(v.as_str(), "***"))
 }
 
 fn error_policy(account: Arc<Account>, error: &Error, ctx: Arc<Context>) -> Action {

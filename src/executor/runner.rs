@@ -81,7 +81,8 @@ fn connector_failure(e: &ConnectorError) -> RunFailure {
 }
 
 fn export_failure(e: &ExportError) -> RunFailure {
-    let permanent = matches!(e, ExportError::Plan(_) | ExportError::FileName(_));
+    // Bad profile data (a corrupt file, a column of the wrong type) is as bad on a retry.
+    let permanent = matches!(e, ExportError::Plan(_) | ExportError::FileName(_) | ExportError::Source(_));
     RunFailure { message: e.to_string(), permanent }
 }
 
