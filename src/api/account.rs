@@ -5,6 +5,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::Condition;
+use super::http::ConnectionSpec;
 
 /// A connection to one destination platform: its parameters, and a Secret with the credentials.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -44,6 +45,9 @@ pub struct AccountSpec {
     /// The Secret, in the Account's namespace, that holds the credentials.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials_secret_ref: Option<SecretReference>,
+    /// TLS trust, address rules and rate limits of this connection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection: Option<ConnectionSpec>,
 }
 
 /// A reference to a Secret in the same namespace.

@@ -351,4 +351,21 @@ pub struct RunRecord {
     /// segment): runs stop until the Dataflow, its Account or its Destination changes.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub permanent: bool,
+    /// The first rows the platform rejected, with its reasons. They are sent again by the next
+    /// run: the watermark stops before the earliest of them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[validate(length(max = 10))]
+    pub failed_rows: Vec<RowFailure>,
+}
+
+/// A row a platform rejected.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RowFailure {
+    /// The profile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile_id: Option<String>,
+    /// The platform's reason.
+    #[validate(length(max = 512))]
+    pub reason: String,
 }

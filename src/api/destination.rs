@@ -3,6 +3,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::Condition;
+use super::http::HttpSpec;
 
 /// A destination platform in the catalog: what it is, how Outflow talks to it, and what an
 /// Account that connects to it must provide. Cluster-scoped, like a StorageClass.
@@ -25,7 +26,8 @@ use super::Condition;
 #[x_kube(
     validation = Rule::new("self.exportType != 'Segment' || size(self.identities) > 0").message("a Segment destination lists at least one identity namespace in spec.identities").field_path(".identities"),
     validation = Rule::new("!(self.connector in ['File', 'S3', 'AzureBlob', 'GCS', 'SFTP']) || size(self.formats) > 0").message("a file-based connector lists at least one format in spec.formats").field_path(".formats"),
-    validation = Rule::new("self.connector != 'HTTP' || has(self.limits)").message("an HTTP destination states its batch and rate limits in spec.limits").field_path(".limits")
+    validation = Rule::new("self.connector != 'HTTP' || has(self.limits)").message("an HTTP destination states its batch and rate limits in spec.limits").field_path(".limits"),
+    validation = Rule::new("self.connector != 'HTTP' || has(self.http)").message("an HTTP destination describes its requests in spec.http").field_path(".http")
 )]
 #[serde(rename_all = "camelCase")]
 pub struct DestinationSpec {
@@ -67,6 +69,9 @@ pub struct DestinationSpec {
     /// Batch, file and rate limits of the platform.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limits: Option<Limits>,
+    /// The requests of an HTTP destination.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<HttpSpec>,
 }
 
 /// The kind of platform a destination is.

@@ -8,17 +8,21 @@ mod conditions;
 mod dataflow;
 #[allow(clippy::duplicated_attributes)]
 mod destination;
+mod http;
 mod schedule;
 
 pub use account::{Account, AccountSpec, AccountStatus, SecretReference};
 pub use conditions::{Condition, ConditionStatus};
 pub use dataflow::{
     ConsentPolicy, CsvOptions, Dataflow, DataflowSpec, DataflowStatus, Deduplication, ExportMode, FieldMapping,
-    FileOutput, JobOptions, RunRecord, RunResult, SegmentSpec, SegmentStatus, Transform,
+    FileOutput, JobOptions, RowFailure, RunRecord, RunResult, SegmentSpec, SegmentStatus, Transform,
 };
 pub use destination::{
     AccountRequirements, Category, Compression, ConnectorKind, Destination, DestinationSpec, DestinationStatus,
     ExportType, FileFormat, HashAlgorithm, IdentitySpec, Limits, ParameterSpec, SecretKeySpec,
+};
+pub use http::{
+    AuthType, ConnectionSpec, HmacAlgorithm, HttpAuth, HttpMethod, HttpRequestTemplate, HttpSpec, RowErrors,
 };
 pub use schedule::{DailySchedule, IntervalSchedule, OnceSchedule, Schedule, Weekday, WeeklySchedule};
 

@@ -3,15 +3,18 @@
 //! a file becomes visible under its final name only on `commit`.
 
 pub mod file;
+pub mod http;
 pub mod objects;
+pub mod push;
 pub mod sftp;
 
 use std::collections::BTreeMap;
 use std::io::Write;
 
-use crate::api::ConnectorKind;
+use crate::api::{Account, ConnectorKind, Destination};
 
 pub use file::FileConnector;
+pub use push::{PushContext, PushOutcome, PushRow, PushSession, Pusher};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectorError {
@@ -23,6 +26,67 @@ pub enum ConnectorError {
     Unsupported(ConnectorKind),
     #[error("connector {connector}: '{target}': {message}")]
     Remote { connector: &'static str, target: String, message: String },
+    /// The platform refused the credentials or the configuration; retrying will not help.
+    #[error("connector {connector}: '{target}': {message}")]
+    Rejected { connector: &'static str, target: String, message: String },
+    /// A request template of the Destination does not render.
+    #[error("connector {connector}: {message}")]
+    Template { connector: &'static str, message: String },
+}
+
+impl ConnectorError {
+    /// Whether the same run fails again until the Account or the Destination changes.
+    pub fn is_permanent(&self) -> bool {
+        matches!(
+            self,
+            Self::MissingParameter { .. } | Self::Unsupported(_) | Self::Rejected { .. } | Self::Template { .. }
+        )
+    }
+}
+
+/// Where a run's rows go: files published through a [`Connector`], or rows fed to a [`Pusher`].
+pub enum Target {
+    Files(Box<dyn Connector>),
+    Push(Box<dyn Pusher>),
+}
+
+impl Target {
+    pub fn describe(&self) -> String {
+        match self {
+            Target::Files(c) => c.describe(),
+            Target::Push(p) => p.describe(),
+        }
+    }
+
+    pub fn probe(&self) -> Result<(), ConnectorError> {
+        match self {
+            Target::Files(c) => c.probe(),
+            Target::Push(p) => p.probe(),
+        }
+    }
+}
+
+/// The target of an Account on its Destination. The Account's `namespace/name` keys the rate
+/// limits and tokens its runs share.
+pub fn target_for(
+    destination: &Destination,
+    account: &Account,
+    secrets: &BTreeMap<String, String>,
+) -> Result<Target, ConnectorError> {
+    let spec = &account.spec;
+    match destination.spec.connector {
+        ConnectorKind::Http => {
+            let key = format!(
+                "{}/{}",
+                account.metadata.namespace.as_deref().unwrap_or_default(),
+                account.metadata.name.as_deref().unwrap_or_default()
+            );
+            let pusher =
+                http::HttpPusher::new(&destination.spec, &key, &spec.parameters, spec.connection.as_ref(), secrets)?;
+            Ok(Target::Push(Box::new(pusher)))
+        }
+        kind => connector_for(kind, &spec.parameters, secrets).map(Target::Files),
+    }
 }
 
 /// An object being written; invisible under its final name until committed.

@@ -134,10 +134,9 @@ const PROBE_INTERVAL: Duration = Duration::from_secs(15 * 60);
 /// or server) with the Account's parameters and credentials. Errors are reported without any
 /// secret value in them.
 async fn connected(destination: &Destination, account: &Account, secrets: BTreeMap<String, String>) -> Desired {
-    let kind = destination.spec.connector;
-    let parameters = account.spec.parameters.clone();
+    let (destination, account) = (destination.clone(), account.clone());
     let probe = tokio::task::spawn_blocking(move || {
-        let connector = crate::connectors::connector_for(kind, &parameters, &secrets)
+        let connector = crate::connectors::target_for(&destination, &account, &secrets)
             .map_err(|e| (e.to_string(), secrets.clone()))?;
         connector.probe().map_err(|e| (e.to_string(), secrets.clone())).map(|()| connector.describe())
     });

@@ -10,8 +10,8 @@ use chrono::{DateTime, Utc};
 
 use super::RunRequest;
 use crate::api::{Account, Dataflow, Destination, RunRecord, RunResult};
-use crate::connectors::{ConnectorError, connector_for};
-use crate::export::{ExportError, ExportPlan, Progress, RunReport, run_export};
+use crate::connectors::{ConnectorError, target_for};
+use crate::export::{ExportError, ExportPlan, Progress, RunReport, run_export_to};
 use crate::plan::schedule::{format_time, parse_time};
 use crate::plan::validate::DataflowPlan;
 
@@ -67,22 +67,22 @@ fn execute_once(inputs: &RunInputs<'_>, run: &RunRequest, progress: &dyn Progres
         run.scheduled,
     )
     .map_err(|e| RunFailure { message: e.to_string(), permanent: true })?;
-    let connector = connector_for(inputs.destination.spec.connector, &inputs.account.spec.parameters, inputs.secrets)
-        .map_err(|e| connector_failure(&e))?;
-    connector.probe().map_err(|e| connector_failure(&e))?;
-    run_export(&plan, inputs.profiles_url, connector.as_ref(), progress).map_err(|e| export_failure(&e))
+    let target = target_for(inputs.destination, inputs.account, inputs.secrets).map_err(|e| connector_failure(&e))?;
+    target.probe().map_err(|e| connector_failure(&e))?;
+    run_export_to(&plan, inputs.profiles_url, &target, &run.id, progress).map_err(|e| export_failure(&e))
 }
 
 fn connector_failure(e: &ConnectorError) -> RunFailure {
-    RunFailure {
-        message: e.to_string(),
-        permanent: matches!(e, ConnectorError::MissingParameter { .. } | ConnectorError::Unsupported(_)),
-    }
+    RunFailure { message: e.to_string(), permanent: e.is_permanent() }
 }
 
 fn export_failure(e: &ExportError) -> RunFailure {
     // Bad profile data (a corrupt file, a column of the wrong type) is as bad on a retry.
-    let permanent = matches!(e, ExportError::Plan(_) | ExportError::FileName(_) | ExportError::Source(_));
+    let permanent = match e {
+        ExportError::Plan(_) | ExportError::FileName(_) | ExportError::Source(_) => true,
+        ExportError::Connector(c) => c.is_permanent(),
+        ExportError::Encode(_) => false,
+    };
     RunFailure { message: e.to_string(), permanent }
 }
 
@@ -118,6 +118,7 @@ pub fn fill_counts(record: &mut RunRecord, report: &RunReport) {
     record.excluded_mandatory = report.excluded_mandatory;
     record.excluded_duplicate = report.excluded_duplicate;
     record.failed = report.failed;
+    record.failed_rows = report.failed_rows.clone();
     record.files = report.files.len() as u64;
     record.bytes = report.files.iter().map(|f| f.bytes).sum();
     record.message = Some(match report.files.first() {

@@ -93,6 +93,7 @@ pub struct BatchView {
     membership: Option<MembershipCol>,
     consent: Option<StrCol>,
     identity: Option<IdentityCol>,
+    profile_id: Option<StrCol>,
     fields: Vec<Option<StrCol>>,
 }
 
@@ -240,6 +241,7 @@ impl BatchView {
                 None
             },
             identity: if needs_identity { identity_col(batch, path)? } else { None },
+            profile_id: if plan.keep_profile_id { string_leaf(batch, &["profile_id"], path)? } else { None },
             fields,
         })
     }
@@ -255,6 +257,11 @@ impl BatchView {
 
     pub fn consent(&self, row: usize) -> Option<&str> {
         self.consent.as_ref().and_then(|c| c.get(row))
+    }
+
+    /// The profile ID, when the plan keeps it.
+    pub fn profile_id(&self, row: usize) -> Option<&str> {
+        self.profile_id.as_ref().and_then(|c| c.get(row))
     }
 
     pub fn identity(&self, row: usize, namespace: &str) -> Option<&str> {

@@ -17,7 +17,7 @@ pub mod transform;
 use serde::Serialize;
 
 pub use plan::ExportPlan;
-pub use run::{NoProgress, Progress, run_export};
+pub use run::{NoProgress, Progress, run_export, run_export_to, run_push};
 
 /// Why a run failed.
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +32,10 @@ pub enum ExportError {
     FileName(String),
     #[error(transparent)]
     Plan(#[from] plan::PlanError),
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// One published file.
@@ -55,6 +59,12 @@ pub struct RunReport {
     pub excluded_mandatory: u64,
     pub excluded_duplicate: u64,
     pub failed: u64,
+    /// The first rows the platform rejected, with its reasons.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failed_rows: Vec<crate::connectors::push::RowFailure>,
+    /// Requests or messages sent to a platform fed rows, retries included.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub requests: u64,
     pub files: Vec<FileReport>,
     pub duration_ms: u64,
     /// The latest qualification time among the selected members (RFC 3339): the watermark of

@@ -71,6 +71,8 @@ pub struct ExportPlan {
     pub file_name_template: String,
     /// The time the run is for (file names).
     pub scheduled: DateTime<Utc>,
+    /// Read each member's profile ID even when no field maps it (rows pushed to an API carry it).
+    pub keep_profile_id: bool,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -186,6 +188,7 @@ impl ExportPlan {
             max_rows_per_file,
             file_name_template,
             scheduled,
+            keep_profile_id: false,
         })
     }
 

@@ -7,9 +7,11 @@ use super::extract::{BatchView, render_time};
 use super::plan::{DedupKey, ExportPlan};
 use super::select::{Deduplicator, Outcome, decide, is_selected};
 use super::source::ProfileSource;
+use super::source::SourceError;
 use super::transform::{self, Normalization};
 use super::{ExportError, FileReport, RunReport};
-use crate::connectors::{Connector, ObjectWriter};
+use crate::connectors::{Connector, ObjectWriter, PushContext, PushRow, PushSession, Pusher, Target};
+use arrow::record_batch::RecordBatch;
 
 /// Receives progress: rows read so far, and the total when known.
 pub trait Progress {
@@ -29,6 +31,72 @@ struct Finished {
     writer: Box<dyn ObjectWriter>,
 }
 
+/// A selected, transformed member on its way out.
+struct Member<'a> {
+    view: &'a BatchView,
+    row: usize,
+    status: Option<&'a str>,
+    qualified_us: Option<i64>,
+    values: Vec<Option<String>>,
+}
+
+/// Where selected members go: file parts, or a push session.
+trait RowSink {
+    fn accept(&mut self, member: Member<'_>) -> Result<(), ExportError>;
+}
+
+/// Runs one export to its target: files, or rows pushed to an API or a stream.
+pub fn run_export_to(
+    plan: &ExportPlan,
+    profiles_url: &str,
+    target: &Target,
+    run_id: &str,
+    progress: &dyn Progress,
+) -> Result<RunReport, ExportError> {
+    match target {
+        Target::Files(connector) => run_export(plan, profiles_url, connector.as_ref(), progress),
+        Target::Push(pusher) => run_push(plan, profiles_url, pusher.as_ref(), run_id, progress),
+    }
+}
+
+/// Parts of files being written; each is committed only after the whole run is encoded.
+struct FileSink<'a> {
+    plan: &'a ExportPlan,
+    connector: &'a dyn Connector,
+    finished: Vec<Finished>,
+    current: Option<PartEncoder>,
+    part: usize,
+}
+
+impl RowSink for FileSink<'_> {
+    fn accept(&mut self, member: Member<'_>) -> Result<(), ExportError> {
+        if self.current.as_ref().is_some_and(|c| c.rows >= self.plan.max_rows_per_file) {
+            let done = self.current.take().expect("checked above");
+            let (name, rows) = (done.name.clone(), done.rows);
+            self.finished.push(Finished { name, rows, writer: done.finish()? });
+            self.part += 1;
+        }
+        if self.current.is_none() {
+            self.current = Some(open_part(self.plan, self.connector, self.part)?);
+        }
+        self.current.as_mut().expect("opened above").write_row(&member.values)?;
+        Ok(())
+    }
+}
+
+impl FileSink<'_> {
+    /// Closes the last part (an empty audience still publishes one, empty, headed file).
+    fn close(&mut self) -> Result<(), ExportError> {
+        let encoder = match self.current.take() {
+            Some(e) => e,
+            None => open_part(self.plan, self.connector, 0)?,
+        };
+        let (name, rows) = (encoder.name.clone(), encoder.rows);
+        self.finished.push(Finished { name, rows, writer: encoder.finish()? });
+        Ok(())
+    }
+}
+
 /// Runs one export. Files are committed only after every row has been read and encoded, so a
 /// run that fails leaves nothing under a final name.
 pub fn run_export(
@@ -41,30 +109,80 @@ pub fn run_export(
     let mut source = ProfileSource::open(profiles_url, plan)?;
     let mut report =
         RunReport { dataflow: plan.dataflow.clone(), segment: plan.segment_id.clone(), ..RunReport::default() };
-    let mut finished: Vec<Finished> = Vec::new();
-    let mut current: Option<PartEncoder> = None;
-    let result = encode_all(plan, &mut source, connector, progress, &mut report, &mut finished, &mut current);
-    let result = result.and_then(|()| {
-        let encoder = match current.take() {
-            Some(e) => e,
-            // An empty audience still publishes one (empty, headed) file.
-            None => open_part(plan, connector, 0)?,
-        };
-        let (name, rows) = (encoder.name.clone(), encoder.rows);
-        finished.push(Finished { name, rows, writer: encoder.finish()? });
-        Ok(())
-    });
+    let mut sink = FileSink { plan, connector, finished: Vec::new(), current: None, part: 0 };
+    let result = encode_all(plan, &mut source, &mut sink, progress, &mut report).and_then(|_| sink.close());
     if let Err(e) = result {
-        drop(current);
-        for f in finished {
+        drop(sink.current.take());
+        for f in sink.finished {
             f.writer.abort();
         }
         return Err(e);
     }
-    for f in finished {
+    for f in sink.finished {
         let bytes = f.writer.commit()?;
         report.files.push(FileReport { name: f.name, rows: f.rows, bytes });
     }
+    report.duration_ms = started.elapsed().as_millis() as u64;
+    Ok(report)
+}
+
+/// Rows fed to a push session.
+struct PushSink {
+    session: Box<dyn PushSession>,
+}
+
+impl RowSink for PushSink {
+    fn accept(&mut self, member: Member<'_>) -> Result<(), ExportError> {
+        let row = PushRow {
+            profile_id: member.view.profile_id(member.row).map(str::to_string),
+            status: member.status.map(str::to_string),
+            qualified_us: member.qualified_us,
+            values: member.values,
+        };
+        Ok(self.session.push(row)?)
+    }
+}
+
+/// Runs one export to a platform fed rows. The run succeeds once every row is confirmed
+/// delivered or rejected; its watermark stops before the earliest rejected row, so the next
+/// incremental run sends that row again.
+pub fn run_push(
+    plan: &ExportPlan,
+    profiles_url: &str,
+    pusher: &dyn Pusher,
+    run_id: &str,
+    progress: &dyn Progress,
+) -> Result<RunReport, ExportError> {
+    let started = Instant::now();
+    let plan = &ExportPlan { keep_profile_id: true, ..plan.clone() };
+    let mut source = ProfileSource::open(profiles_url, plan)?;
+    let mut report =
+        RunReport { dataflow: plan.dataflow.clone(), segment: plan.segment_id.clone(), ..RunReport::default() };
+    let identities = plan
+        .fields
+        .iter()
+        .enumerate()
+        .filter_map(|(i, f)| f.source.identity_namespace().map(|ns| (i, ns.to_string())))
+        .collect();
+    let session = pusher.start(PushContext {
+        dataflow: plan.dataflow.clone(),
+        run_id: run_id.to_string(),
+        segment_id: plan.segment_id.clone(),
+        segment_name: plan.segment_name.clone(),
+        scheduled: plan.scheduled,
+        targets: plan.targets().into_iter().map(str::to_string).collect(),
+        identities,
+    })?;
+    let mut sink = PushSink { session };
+    let newest_seen = encode_all(plan, &mut source, &mut sink, progress, &mut report)?;
+    let outcome = sink.session.finish()?;
+    let start = plan.effective_watermark().map(|w| w.timestamp_micros());
+    report.watermark = outcome.watermark(newest_seen, start).map(render_time);
+    report.exported = outcome.delivered;
+    report.excluded_mandatory += outcome.without_identity;
+    report.failed = outcome.failed;
+    report.requests = outcome.requests;
+    report.failed_rows = outcome.failed_sample;
     report.duration_ms = started.elapsed().as_millis() as u64;
     Ok(report)
 }
@@ -94,17 +212,16 @@ fn dedup_key(plan: &ExportPlan, view: &BatchView, row: usize, values: &[Option<S
     }
 }
 
+/// Reads, selects and transforms every member into `sink`; returns the newest qualification time
+/// seen (the run's watermark when nothing was rejected) and sets it on the report.
 fn encode_all(
     plan: &ExportPlan,
     source: &mut ProfileSource,
-    connector: &dyn Connector,
+    sink: &mut dyn RowSink,
     progress: &dyn Progress,
     report: &mut RunReport,
-    finished: &mut Vec<Finished>,
-    current: &mut Option<PartEncoder>,
-) -> Result<(), ExportError> {
+) -> Result<Option<i64>, ExportError> {
     let total = source.total_rows();
-    let mut part = 0usize;
     // Decoding Parquet and encoding rows each take a core: the reader runs on its own thread a
     // few batches ahead (a bounded queue keeps memory flat) while this one selects and encodes.
     std::thread::scope(|scope| {
@@ -117,27 +234,23 @@ fn encode_all(
                 }
             }
         });
-        encode_batches(plan, batches, connector, progress, report, finished, current, total, &mut part)
+        encode_batches(plan, batches, sink, progress, report, total)
     })
 }
 
 /// Batches decoded ahead of the encoder.
 const READ_AHEAD_BATCHES: usize = 4;
 
-#[allow(clippy::too_many_arguments)]
+type Batches = std::sync::mpsc::Receiver<Result<(RecordBatch, std::path::PathBuf), SourceError>>;
+
 fn encode_batches(
     plan: &ExportPlan,
-    batches: std::sync::mpsc::Receiver<
-        Result<(arrow::record_batch::RecordBatch, std::path::PathBuf), crate::export::source::SourceError>,
-    >,
-    connector: &dyn Connector,
+    batches: Batches,
+    sink: &mut dyn RowSink,
     progress: &dyn Progress,
     report: &mut RunReport,
-    finished: &mut Vec<Finished>,
-    current: &mut Option<PartEncoder>,
     total: Option<u64>,
-    part: &mut usize,
-) -> Result<(), ExportError> {
+) -> Result<Option<i64>, ExportError> {
     let watermark_us = plan.effective_watermark().map(|w| w.timestamp_micros());
     let mut max_seen = watermark_us;
     let mut dedup = Deduplicator::default();
@@ -165,16 +278,7 @@ fn encode_batches(
                 Outcome::ExcludedMandatory => report.excluded_mandatory += 1,
                 Outcome::Duplicate => report.excluded_duplicate += 1,
                 Outcome::Exported => {
-                    if current.as_ref().is_some_and(|c| c.rows >= plan.max_rows_per_file) {
-                        let done = current.take().expect("checked above");
-                        let (name, rows) = (done.name.clone(), done.rows);
-                        finished.push(Finished { name, rows, writer: done.finish()? });
-                        *part += 1;
-                    }
-                    if current.is_none() {
-                        *current = Some(open_part(plan, connector, *part)?);
-                    }
-                    current.as_mut().expect("opened above").write_row(&values)?;
+                    sink.accept(Member { view: &view, row, status, qualified_us: time, values })?;
                     report.exported += 1;
                 }
             }
@@ -182,5 +286,5 @@ fn encode_batches(
         progress.rows_read(report.profiles_read, total);
     }
     report.watermark = max_seen.map(render_time);
-    Ok(())
+    Ok(max_seen)
 }

@@ -41,6 +41,9 @@ pub fn needed_paths(plan: &ExportPlan) -> Vec<Vec<&'static str>> {
     if matches!(plan.dedup, super::plan::DedupKey::Identity(_)) {
         paths.push(vec!["identityMap"]);
     }
+    if plan.keep_profile_id {
+        paths.push(vec!["profile_id"]);
+    }
     for f in &plan.fields {
         paths.push(match &f.source {
             SourceField::ProfileId => vec!["profile_id"],
