@@ -38,7 +38,10 @@ pub struct TokenCache {
     generation: Mutex<u64>,
 }
 
-static TOKENS: LazyLock<Mutex<HashMap<(String, String), Arc<TokenCache>>>> = LazyLock::new(Default::default);
+/// Token caches by Account and token endpoint.
+type TokenCaches = Mutex<HashMap<(String, String), Arc<TokenCache>>>;
+
+static TOKENS: LazyLock<TokenCaches> = LazyLock::new(Default::default);
 
 /// The refresh margin: a token this close to its expiry is fetched again.
 const EXPIRY_MARGIN: Duration = Duration::from_secs(60);

@@ -76,16 +76,16 @@ mod tests {
         assert!(!Arc::ptr_eq(&a, &for_account("ns/a", Rate { requests_per_second: Some(6), max_concurrent: 2 })));
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn starts_are_spaced_by_the_rate() {
-        let limiter = AccountLimiter::new(Rate { requests_per_second: Some(4), max_concurrent: 10 });
+        let limiter = AccountLimiter::new(Rate { requests_per_second: Some(20), max_concurrent: 10 });
         let begin = Instant::now();
         let mut starts = Vec::new();
         for _ in 0..5 {
             drop(limiter.acquire().await);
             starts.push(begin.elapsed());
         }
-        assert_eq!(starts.last().copied(), Some(Duration::from_millis(1000)));
-        assert!(starts.windows(2).all(|w| w[1] - w[0] >= Duration::from_millis(249)), "{starts:?}");
+        assert!(starts[4] >= Duration::from_millis(200), "{starts:?}");
+        assert!(starts.windows(2).all(|w| w[1] - w[0] >= Duration::from_millis(49)), "{starts:?}");
     }
 }

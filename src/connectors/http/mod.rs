@@ -187,9 +187,9 @@ impl Pusher for HttpPusher {
                 "segment": {"id": "", "name": ""}, "dataflow": "", "run": {"id": "", "scheduledTime": ""}, "identityNamespace": null});
             let rendered = shared
                 .templates
-                .request(&shared.spec, Action::Add, &template::context(&context))
+                .url(&shared.spec, Action::Add, &template::context(&context))
                 .map_err(|m| ConnectorError::Template { connector: CONNECTOR, message: shared.redact(&m) })?;
-            let url = parse_url(&shared, &rendered.url)?;
+            let url = parse_url(&shared, &rendered)?;
             if let Some(host) = url.host_str()
                 && host.parse::<std::net::IpAddr>().is_err()
             {

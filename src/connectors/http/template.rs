@@ -107,6 +107,12 @@ impl Templates {
         Ok(Rendered { method, url, headers, body })
     }
 
+    /// Renders only the URL of `action` (the Account's probe has no rows to render a body with).
+    pub fn url(&self, spec: &HttpSpec, action: Action, context: &Value) -> Result<String, String> {
+        let key = if action == Action::Remove && spec.remove.is_some() { "remove" } else { "add" };
+        self.render(&format!("{key}.url"), context).map(|u| u.trim().to_string())
+    }
+
     /// Renders the OAuth2 token URL.
     pub fn token_url(&self, context: &Value) -> Result<String, String> {
         self.render("auth.tokenUrl", context).map(|u| u.trim().to_string())
@@ -136,7 +142,7 @@ mod tests {
         .unwrap()
     }
 
-    fn context() -> Value {
+    fn sample_context() -> Value {
         context(json!({
             "account": {"audienceId": "42"}, "secret": {"token": "t0k"}, "action": "add",
             "rows": [{"id": "p1", "identities": {"email": "ab12"}}, {"id": "p2", "identities": {"email": "cd34"}}]
@@ -148,13 +154,13 @@ mod tests {
         let body = r#"{"payload": {"schema": ["EMAIL_SHA256"], "data": [{% for r in rows %}[{{ r.identities.email | tojson }}]{% if not loop.last %}, {% endif %}{% endfor %}]}}"#;
         let spec = spec(body);
         let t = Templates::compile(&spec, None).unwrap();
-        let add = t.request(&spec, Action::Add, &context()).unwrap();
+        let add = t.request(&spec, Action::Add, &sample_context()).unwrap();
         assert_eq!(add.method, reqwest::Method::POST);
         assert_eq!(add.url, "https://graph.example.com/42/users");
         assert_eq!(add.headers, vec![("Authorization".to_string(), "Bearer t0k".to_string())]);
         let parsed: serde_json::Value = serde_json::from_str(add.body.as_deref().unwrap()).unwrap();
         assert_eq!(parsed["payload"]["data"], json!([["ab12"], ["cd34"]]));
-        assert_eq!(t.request(&spec, Action::Remove, &context()).unwrap().method, reqwest::Method::DELETE);
+        assert_eq!(t.request(&spec, Action::Remove, &sample_context()).unwrap().method, reqwest::Method::DELETE);
     }
 
     #[test]
@@ -163,14 +169,14 @@ mod tests {
         assert!(err.starts_with("spec.http.add.body:"), "{err}");
         let spec = spec("{{ rows[0].nope }}");
         let t = Templates::compile(&spec, None).unwrap();
-        let err = t.request(&spec, Action::Add, &context()).unwrap_err();
+        let err = t.request(&spec, Action::Add, &sample_context()).unwrap_err();
         assert!(err.starts_with("spec.http.add.body:"), "{err}");
     }
 
     #[test]
     fn filters_hash_and_encode() {
         let spec = spec("{{ 'abc' | sha256 }} {{ 'x:y' | base64 }}");
-        let r = Templates::compile(&spec, None).unwrap().request(&spec, Action::Add, &context()).unwrap();
+        let r = Templates::compile(&spec, None).unwrap().request(&spec, Action::Add, &sample_context()).unwrap();
         assert_eq!(r.body.as_deref(), Some("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad eDp5"));
     }
 }
