@@ -4,6 +4,7 @@
 
 pub mod file;
 pub mod http;
+pub mod kafka;
 pub mod objects;
 pub mod push;
 pub mod sftp;
@@ -84,6 +85,9 @@ pub fn target_for(
             let pusher =
                 http::HttpPusher::new(&destination.spec, &key, &spec.parameters, spec.connection.as_ref(), secrets)?;
             Ok(Target::Push(Box::new(pusher)))
+        }
+        ConnectorKind::Kafka => {
+            Ok(Target::Push(Box::new(kafka::KafkaPusher::new(&spec.parameters, spec.connection.as_ref(), secrets)?)))
         }
         kind => connector_for(kind, &spec.parameters, secrets).map(Target::Files),
     }
