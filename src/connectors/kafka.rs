@@ -13,7 +13,7 @@ use rdkafka::ClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use super::push::{PushContext, PushOutcome, PushRow, PushSession, Pusher};
 use super::{ConnectorError, redact, required};
@@ -189,21 +189,10 @@ struct KafkaSession {
 
 /// The message of one member.
 pub fn message(context: &PushContext, row: &PushRow) -> Value {
-    let fields: Map<String, Value> = context
-        .targets
-        .iter()
-        .zip(&row.values)
-        .map(|(t, v)| (t.clone(), v.clone().map_or(Value::Null, Value::String)))
-        .collect();
-    let identities: Map<String, Value> = context
-        .identities
-        .iter()
-        .filter_map(|(i, ns)| row.values.get(*i).cloned().flatten().map(|v| (ns.clone(), Value::String(v))))
-        .collect();
     json!({
         "profileId": row.profile_id,
-        "identityMap": identities,
-        "fields": fields,
+        "identityMap": context.identities_json(row),
+        "fields": context.fields_json(row),
         "segmentMembership": {
             context.segment_id.clone(): {
                 "status": row.status,
@@ -217,8 +206,7 @@ pub fn message(context: &PushContext, row: &PushRow) -> Value {
 
 impl PushSession for KafkaSession {
     fn push(&mut self, row: PushRow) -> Result<(), ConnectorError> {
-        let identities = &self.context.identities;
-        if !identities.is_empty() && identities.iter().all(|(i, _)| row.values.get(*i).is_none_or(Option::is_none)) {
+        if !self.context.matchable(&row) {
             self.without_identity += 1;
             return Ok(());
         }

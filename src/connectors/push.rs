@@ -18,6 +18,34 @@ pub struct PushContext {
     pub identities: Vec<(usize, String)>,
 }
 
+impl PushContext {
+    /// The row's targets and their values, as JSON (absent values are null).
+    pub fn fields_json(&self, row: &PushRow) -> serde_json::Map<String, serde_json::Value> {
+        self.targets
+            .iter()
+            .zip(&row.values)
+            .map(|(t, v)| (t.clone(), v.clone().map_or(serde_json::Value::Null, serde_json::Value::String)))
+            .collect()
+    }
+
+    /// The row's identities by namespace, the ones it has only.
+    pub fn identities_json(&self, row: &PushRow) -> serde_json::Map<String, serde_json::Value> {
+        self.identities
+            .iter()
+            .filter_map(|(i, ns)| {
+                row.values.get(*i).cloned().flatten().map(|v| (ns.clone(), serde_json::Value::String(v)))
+            })
+            .collect()
+    }
+
+    /// Whether the platform can match the row: it has one of the mapped identities (or none are
+    /// mapped at all).
+    pub fn matchable(&self, row: &PushRow) -> bool {
+        self.identities.is_empty()
+            || self.identities.iter().any(|(i, _)| row.values.get(*i).is_some_and(Option::is_some))
+    }
+}
+
 /// One selected member of the segment.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PushRow {

@@ -127,3 +127,95 @@ async fn secret_values_never_reach_status_events_or_logs() {
         assert!(!obj.pointer("/status").unwrap().to_string().contains(&secret_value));
     }
 }
+
+/// A platform that refuses every request and, like some SDKs and APIs, echoes the credentials it
+/// was given in its error body.
+async fn echoing_refusal_server() -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 1 << 20];
+                let n = stream.read(&mut buf).await.unwrap_or(0);
+                let request = String::from_utf8_lossy(&buf[..n]).to_string();
+                let auth = request.lines().find(|l| l.to_lowercase().starts_with("authorization:")).unwrap_or("");
+                let body = format!("{{\"error\": \"invalid token\", \"received\": \"{}\"}}", auth.trim());
+                let response = format!(
+                    "HTTP/1.1 401 Unauthorized\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = stream.write_all(response.as_bytes()).await;
+            });
+        }
+    });
+    port
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_export_refused_for_bad_credentials_leaks_no_secret() {
+    support::init();
+    let Some(client) = support::client(User::Admin).await else { return };
+    support::install_crds(&client).await;
+    support::install_catalog(&client).await;
+    let ns = TestNamespace::new(&client, "hygiene-run").await;
+    let port = echoing_refusal_server().await;
+    let log_dir = tempfile::tempdir().unwrap();
+    let log_path = log_dir.path().join("controller.log");
+    let log_file = std::fs::File::create(&log_path).unwrap();
+    let profiles = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/quickstart/profiles");
+    let mut controller = Command::new(env!("CARGO_BIN_EXE_outflow"))
+        .args(["controller", "--metrics-addr", "127.0.0.1:0", "--namespace", &ns.name, "--profiles", profiles])
+        .env("KUBECONFIG", std::env::var("OUTFLOW_TEST_KUBECONFIG_ADMIN").unwrap())
+        .env("RUST_LOG", "trace")
+        .stdout(Stdio::from(log_file.try_clone().unwrap()))
+        .stderr(Stdio::from(log_file))
+        .spawn()
+        .expect("starting outflow controller");
+
+    let token = format!("tok-{}-hunter2", support::unique_suffix());
+    let secrets = Api::<Secret>::namespaced(client.clone(), &ns.name);
+    let accounts = Api::<Account>::namespaced(client.clone(), &ns.name);
+    let dataflows = Api::<Dataflow>::namespaced(client.clone(), &ns.name);
+    let secret: Secret = serde_json::from_value(
+        json!({"metadata": {"name": "api", "namespace": ns.name}, "stringData": {"bearerToken": token}}),
+    )
+    .unwrap();
+    apply(&secrets, &secret).await;
+    let account: Account = serde_json::from_value(json!({
+        "apiVersion": "outflow.dev/v1alpha1", "kind": "Account", "metadata": {"name": "api", "namespace": ns.name},
+        "spec": {"destination": "generic-http-api", "parameters": {"url": format!("http://127.0.0.1:{port}/members")},
+                 "credentialsSecretRef": {"name": "api"}}
+    }))
+    .unwrap();
+    apply(&accounts, &account).await;
+    let df: Dataflow = serde_json::from_value(json!({
+        "apiVersion": "outflow.dev/v1alpha1", "kind": "Dataflow", "metadata": {"name": "df", "namespace": ns.name},
+        "spec": {"account": "api", "enabled": true, "segments": [{"id": "seg-1", "schedule": {"once": {}}}],
+                 "fields": [{"source": "identityMap.email", "target": "email", "transforms": ["SHA256"]}]}
+    }))
+    .unwrap();
+    apply(&dataflows, &df).await;
+    // The platform refuses the token: the run fails for good and the Dataflow stalls.
+    let status = wait_condition(&dataflows, "df", "Stalled", "True", Some("RunFailedPermanently")).await;
+    let message = status.pointer("/status/history/0/message").and_then(|m| m.as_str()).unwrap_or_default().to_string();
+    assert!(message.contains("credentials refused") && message.contains("***"), "{status}");
+
+    let _ = controller.kill();
+    let _ = controller.wait();
+    let mut logs = String::new();
+    std::fs::File::open(&log_path).unwrap().read_to_string(&mut logs).unwrap();
+    assert!(logs.contains("credentials refused"), "the failure was logged: {} bytes", logs.len());
+    assert!(!logs.contains(&token), "the token appeared in the controller's logs");
+    let events = support::kubectl(&["get", "events", "-n", &ns.name, "-o", "json"]);
+    let events = String::from_utf8_lossy(&events.stdout).to_string();
+    assert!(events.contains("credentials refused"), "the failure has an Event");
+    assert!(!events.contains(&token), "the token appeared in an Event");
+    for obj in [
+        serde_json::to_value(accounts.get("api").await.unwrap()).unwrap(),
+        serde_json::to_value(dataflows.get("df").await.unwrap()).unwrap(),
+    ] {
+        assert!(!obj.to_string().contains(&token), "the token appeared in {obj}");
+    }
+}

@@ -320,24 +320,13 @@ struct HttpSession {
 
 /// A row as templates see it.
 pub fn row_json(context: &PushContext, row: &PushRow) -> Value {
-    let fields: Map<String, Value> = context
-        .targets
-        .iter()
-        .zip(&row.values)
-        .map(|(t, v)| (t.clone(), v.clone().map_or(Value::Null, Value::String)))
-        .collect();
-    let identities: Map<String, Value> = context
-        .identities
-        .iter()
-        .filter_map(|(i, ns)| row.values.get(*i).cloned().flatten().map(|v| (ns.clone(), Value::String(v))))
-        .collect();
     json!({
         "id": row.profile_id,
         "status": row.status,
         "action": if row.is_exit() { "remove" } else { "add" },
         "lastQualificationTime": row.qualified_us.map(render_time),
-        "fields": fields,
-        "identities": identities,
+        "fields": context.fields_json(row),
+        "identities": context.identities_json(row),
     })
 }
 
@@ -386,8 +375,7 @@ impl HttpSession {
 
 impl PushSession for HttpSession {
     fn push(&mut self, row: PushRow) -> Result<(), ConnectorError> {
-        let identities = &self.context.identities;
-        if !identities.is_empty() && identities.iter().all(|(i, _)| row.values.get(*i).is_none_or(Option::is_none)) {
+        if !self.context.matchable(&row) {
             self.without_identity += 1;
             return Ok(());
         }
