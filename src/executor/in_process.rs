@@ -101,7 +101,8 @@ impl InProcess {
             });
             drop(permit);
             let (record, watermark) = finished_record(&request, started, Utc::now(), &outcome);
-            tracing::info!(run = %request.id, result = ?record.result, "run finished");
+            // The message is already free of secrets: connectors redact what they report.
+            tracing::info!(run = %request.id, result = ?record.result, message = ?record.message, "run finished");
             if let Some(slots) = runs.lock().unwrap_or_else(|e| e.into_inner()).get_mut(&key) {
                 slots.insert(request.id.clone(), Slot::Finished(Observed::Finished { record, watermark }));
             }
