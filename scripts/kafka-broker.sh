@@ -7,7 +7,8 @@
 #   scripts/kafka-broker.sh stop      stop it and remove its state
 # Listeners: PLAINTEXT on :19092, SASL_PLAINTEXT (PLAIN, user outflow) on :19093, controller :19094.
 set -euo pipefail
-VERSION=${OUTFLOW_KAFKA_VERSION:-4.1.1}
+VERSION=${OUTFLOW_KAFKA_VERSION:-4.4.0}
+LOG4J=2.25.5 # the log4j that Kafka 4.4.0 comes with, and its slf4j 1.x binding: the broker logs to a file
 DIR=${OUTFLOW_KAFKA_DIR:-${HOME:-/tmp}/.cache/outflow/kafka/$VERSION}
 STATE=${OUTFLOW_KAFKA_STATE:-/tmp/outflow-kafka-$(id -u)}
 PORT=${OUTFLOW_TEST_KAFKA_PORT:-19092}
@@ -29,12 +30,13 @@ install() {
   <groupId>dev.outflow</groupId><artifactId>kafka-broker</artifactId><version>1</version>
   <dependencies>
     <dependency><groupId>org.apache.kafka</groupId><artifactId>kafka_2.13</artifactId><version>$VERSION</version></dependency>
-    <dependency><groupId>org.apache.logging.log4j</groupId><artifactId>log4j-slf4j-impl</artifactId><version>2.24.3</version></dependency>
-    <dependency><groupId>org.apache.logging.log4j</groupId><artifactId>log4j-core</artifactId><version>2.24.3</version></dependency>
+    <dependency><groupId>org.apache.logging.log4j</groupId><artifactId>log4j-slf4j-impl</artifactId><version>$LOG4J</version></dependency>
+    <dependency><groupId>org.apache.logging.log4j</groupId><artifactId>log4j-core</artifactId><version>$LOG4J</version></dependency>
   </dependencies>
 </project>
 POM
-    (cd "$DIR" && mvn -q -B dependency:copy-dependencies -DoutputDirectory=libs -DincludeScope=runtime)
+    (cd "$DIR" && mvn -q -B dependency:copy-dependencies -DoutputDirectory=libs -DincludeScope=runtime) \
+        >"$DIR/mvn.log" 2>&1 || { cat "$DIR/mvn.log" >&2; log "error: Maven could not resolve Kafka $VERSION"; exit 1; }
     touch "$DIR/libs/.complete"
 }
 
@@ -85,7 +87,7 @@ LOG
     nohup "${java[@]}" kafka.Kafka "$STATE/server.properties" >"$STATE/stdout.log" 2>&1 &
     echo $! >"$STATE/kafka.pid"
     for _ in $(seq 1 120); do
-        if grep -q "Kafka Server started" "$STATE/server.log" 2>/dev/null; then
+        if grep -q "Kafka Server started" "$STATE/server.log" 2>/dev/null && answers "$PORT" && answers "$SASL_PORT"; then
             log "ready on 127.0.0.1:$PORT (SASL on :$SASL_PORT)"
             return
         fi
@@ -94,14 +96,22 @@ LOG
         fi
         sleep 0.5
     done
-    tail -30 "$STATE/server.log" "$STATE/stdout.log" >&2 2>/dev/null || true
-    log "error: the broker did not start"
+    tail -n 30 "$STATE/server.log" "$STATE/stdout.log" >&2 2>/dev/null || true
+    grep -E '^\[[^]]*\] (ERROR|FATAL)' "$STATE/server.log" 2>/dev/null | head -n 10 >&2 || true
+    kill -9 "$(cat "$STATE/kafka.pid")" 2>/dev/null || true
+    rm -f "$STATE/kafka.pid"
+    log "error: the broker exited or did not answer within 60 s (logs in $STATE)"
     exit 1
 }
 
-# A cluster ID: 16 random bytes, base64url without padding, as kafka-storage random-uuid prints.
+answers() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# A cluster ID: 16 random bytes, base64url without padding, as kafka-storage random-uuid prints;
+# like it, never one starting with '-', which the tool's option parser would take for an option.
 uuid_like() {
-    head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '='
+    local id
+    while id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '='); [[ $id == -* ]]; do :; done
+    echo "$id"
 }
 
 stop() {
