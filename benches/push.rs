@@ -98,7 +98,7 @@ fn main() {
     let unthrottled = std::fs::read_to_string(root.join("manifests/catalog/generic-http-api.yaml"))
         .unwrap()
         .replace("maxBatchSize: 1000", "maxBatchSize: 10000")
-        .replace("requestsPerSecond: 10\n", "");
+        .replace("    requestsPerSecond: 10\n", "");
     let http =
         run(&work.path().join("http"), &profiles, &unthrottled, &objects(&format!("url: \"{}/members\"", sink.url)));
     print("HTTP, batches of 10,000", http);
