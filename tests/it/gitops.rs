@@ -53,6 +53,41 @@ async fn server_side_apply_of_the_examples_never_drifts() {
     }
 }
 
+/// The real binary, as the Deployment runs it, at the most verbose log level, logging into a file
+/// (a pipe nobody reads would fill up and block it).
+struct TracedController {
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+    log: std::path::PathBuf,
+}
+
+impl TracedController {
+    fn start(namespace: &str, extra: &[&str]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("controller.log");
+        let file = std::fs::File::create(&log).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_outflow"))
+            .args(["controller", "--metrics-addr", "127.0.0.1:0", "--namespace", namespace])
+            .args(extra)
+            .env("KUBECONFIG", std::env::var("OUTFLOW_TEST_KUBECONFIG_ADMIN").unwrap())
+            .env("RUST_LOG", "trace")
+            .stdout(Stdio::from(file.try_clone().unwrap()))
+            .stderr(Stdio::from(file))
+            .spawn()
+            .expect("starting outflow controller");
+        Self { child, _dir: dir, log }
+    }
+
+    /// Stops the controller and returns everything it logged.
+    fn stop(mut self) -> String {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let mut logs = String::new();
+        std::fs::File::open(&self.log).unwrap().read_to_string(&mut logs).unwrap();
+        logs
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn secret_values_never_reach_status_events_or_logs() {
     support::init();
@@ -61,19 +96,7 @@ async fn secret_values_never_reach_status_events_or_logs() {
     support::install_catalog(&client).await;
     let ns = TestNamespace::new(&client, "hygiene").await;
 
-    // The real binary, as the Deployment runs it, at the most verbose log level, logging into a
-    // file (a pipe nobody reads would fill up and block it).
-    let log_dir = tempfile::tempdir().unwrap();
-    let log_path = log_dir.path().join("controller.log");
-    let log_file = std::fs::File::create(&log_path).unwrap();
-    let mut controller = Command::new(env!("CARGO_BIN_EXE_outflow"))
-        .args(["controller", "--metrics-addr", "127.0.0.1:0", "--namespace", &ns.name])
-        .env("KUBECONFIG", std::env::var("OUTFLOW_TEST_KUBECONFIG_ADMIN").unwrap())
-        .env("RUST_LOG", "trace")
-        .stdout(Stdio::from(log_file.try_clone().unwrap()))
-        .stderr(Stdio::from(log_file))
-        .spawn()
-        .expect("starting outflow controller");
+    let controller = TracedController::start(&ns.name, &[]);
 
     let secret_value = format!("hunter2-{}", support::unique_suffix());
     let secrets = Api::<Secret>::namespaced(client.clone(), &ns.name);
@@ -104,10 +127,7 @@ async fn secret_values_never_reach_status_events_or_logs() {
     apply(&dataflows, &df).await;
     wait_condition(&dataflows, "df", "Ready", "True", None).await;
 
-    let _ = controller.kill();
-    let _ = controller.wait();
-    let mut logs = String::new();
-    std::fs::File::open(&log_path).unwrap().read_to_string(&mut logs).unwrap();
+    let logs = controller.stop();
     assert!(
         logs.contains("reconciled") || logs.contains("starting the Destination"),
         "trace logs were captured: {} bytes",
@@ -161,18 +181,8 @@ async fn an_export_refused_for_bad_credentials_leaks_no_secret() {
     support::install_catalog(&client).await;
     let ns = TestNamespace::new(&client, "hygiene-run").await;
     let port = echoing_refusal_server().await;
-    let log_dir = tempfile::tempdir().unwrap();
-    let log_path = log_dir.path().join("controller.log");
-    let log_file = std::fs::File::create(&log_path).unwrap();
     let profiles = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/quickstart/profiles");
-    let mut controller = Command::new(env!("CARGO_BIN_EXE_outflow"))
-        .args(["controller", "--metrics-addr", "127.0.0.1:0", "--namespace", &ns.name, "--profiles", profiles])
-        .env("KUBECONFIG", std::env::var("OUTFLOW_TEST_KUBECONFIG_ADMIN").unwrap())
-        .env("RUST_LOG", "trace")
-        .stdout(Stdio::from(log_file.try_clone().unwrap()))
-        .stderr(Stdio::from(log_file))
-        .spawn()
-        .expect("starting outflow controller");
+    let controller = TracedController::start(&ns.name, &["--profiles", profiles]);
 
     let token = format!("tok-{}-hunter2", support::unique_suffix());
     let secrets = Api::<Secret>::namespaced(client.clone(), &ns.name);
@@ -202,10 +212,7 @@ async fn an_export_refused_for_bad_credentials_leaks_no_secret() {
     let message = status.pointer("/status/history/0/message").and_then(|m| m.as_str()).unwrap_or_default().to_string();
     assert!(message.contains("credentials refused") && message.contains("***"), "{status}");
 
-    let _ = controller.kill();
-    let _ = controller.wait();
-    let mut logs = String::new();
-    std::fs::File::open(&log_path).unwrap().read_to_string(&mut logs).unwrap();
+    let logs = controller.stop();
     assert!(logs.contains("credentials refused"), "the failure was logged: {} bytes", logs.len());
     assert!(!logs.contains(&token), "the token appeared in the controller's logs");
     let events = support::kubectl(&["get", "events", "-n", &ns.name, "-o", "json"]);
