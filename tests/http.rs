@@ -715,3 +715,118 @@ fn link_local_addresses_are_refused_and_a_named_ca_bundle_is_trusted() {
     assert!(trusted.exported > 0);
     assert_eq!(server.requests().len() as u64, trusted.requests);
 }
+
+#[test]
+fn the_trade_desk_gets_tdids_and_uid2s_with_exits_as_ttl_zero_and_failed_lines_counted() {
+    // A small store of its own, in NDJSON: the generated profiles carry no TDID or UID2.
+    let fx = Fixture::new();
+    let store = fx.dir.path().join("ttd-profiles");
+    std::fs::create_dir_all(&store).unwrap();
+    let id = |i: u32| {
+        if i % 3 == 0 {
+            ("uid2", format!("uid2-token-{i:04}"))
+        } else {
+            ("tdid", format!("00000000-0000-4000-8000-{i:012}"))
+        }
+    };
+    let lines: String = (0..300u32)
+        .map(|i| {
+            let (ns, value) = id(i);
+            let status = if i % 5 == 0 { "exited" } else { "realized" };
+            let at = DateTime::<Utc>::from_timestamp(1_767_225_600 + i64::from(i), 0).unwrap().to_rfc3339();
+            json!({"profile_id": format!("p{i}"), "identityMap": {ns: [{"id": value, "primary": true}]},
+                   "segmentMembership": {"seg-ttd": {"status": status, "lastQualificationTime": at}}})
+            .to_string()
+                + "\n"
+        })
+        .collect();
+    std::fs::write(store.join("profiles.ndjson"), lines).unwrap();
+    let token = "ttd-data-api-token-5150";
+    let expected: HashMap<String, bool> = (0..300u32).map(|i| (id(i).1, i % 5 == 0)).collect();
+    let exits = expected.clone();
+    let server = Server::start(
+        Arc::new(move |seen: &Seen, _| {
+            let body = seen.json();
+            if seen.path != "/data/advertiser"
+                || seen.header("ttd-auth") != Some(token)
+                || body["AdvertiserId"] != "adv123"
+            {
+                return Reply::json(400, json!({"Message": "bad request"}));
+            }
+            let mut failed = Vec::new();
+            for (line, item) in body["Items"].as_array().unwrap().iter().enumerate() {
+                let value = item["TDID"].as_str().or(item["UID2"].as_str()).unwrap_or_default();
+                let exit = exits.get(value).copied();
+                let data = &item["Data"][0];
+                let ttl_ok = match exit {
+                    Some(true) => data["TTLInMinutes"] == 0,
+                    Some(false) => data["TTLInMinutes"] == 43200,
+                    None => false,
+                };
+                if !ttl_ok || data["Name"] != "seg-ttd" || (item.get("TDID").is_some() == item.get("UID2").is_some()) {
+                    failed.push(json!({"LineNumber": line + 1, "ErrorCode": "BadItem", "Message": format!("unexpected item {item}")}));
+                } else if value.ends_with('7') {
+                    failed.push(
+                        json!({"LineNumber": line + 1, "ErrorCode": "InvalidId", "Message": "id not recognized"}),
+                    );
+                }
+            }
+            Reply::json(200, json!({"FailedLines": failed}))
+        }),
+        None,
+        Duration::ZERO,
+    );
+    let set = fx.manifests(
+        "ttd",
+        "the-trade-desk",
+        &format!(
+            r#"{secret}apiVersion: outflow.dev/v1alpha1
+kind: Account
+metadata: {{name: ttd, namespace: ads}}
+spec:
+  destination: the-trade-desk
+  parameters: {{advertiserId: adv123, endpoint: "{url}"}}
+  credentialsSecretRef: {{name: ttd}}
+---
+apiVersion: outflow.dev/v1alpha1
+kind: Dataflow
+metadata: {{name: prospects, namespace: ads}}
+spec:
+  account: ttd
+  enabled: true
+  consent: {{enforce: false}}
+  segments: [{{id: seg-ttd, exportMode: Incremental, schedule: {{once: {{}}}}}}]
+  fields:
+    - {{source: identityMap.tdid, target: tdid}}
+    - {{source: identityMap.uid2, target: uid2}}
+"#,
+            secret = secret_yaml("ttd", &[("apiKey", token)]),
+            url = server.url
+        ),
+    );
+    let report = run_in(&set, "prospects", "seg-ttd", Some("2025-12-31T00:00:00Z"), &store.display().to_string())
+        .unwrap_or_else(|f| panic!("{}", f.message));
+    let rejected = expected.keys().filter(|v| v.ends_with('7')).count() as u64;
+    assert!(report.failed_rows.iter().all(|f| f.reason == "id not recognized"), "{:?}", report.failed_rows);
+    // LineNumber counts from 1: each reported profile is the one whose ID was refused.
+    for failure in &report.failed_rows {
+        let i: u32 = failure.profile_id.as_deref().unwrap().trim_start_matches('p').parse().unwrap();
+        assert!(id(i).1.ends_with('7'), "{failure:?} was not refused");
+    }
+    assert_eq!((report.failed, report.exported), (rejected, 300 - rejected));
+    let sent: Vec<String> = server
+        .requests()
+        .iter()
+        .flat_map(|(s, _)| {
+            s.json()["Items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| i["TDID"].as_str().or(i["UID2"].as_str()).unwrap().to_string())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(sent.len(), 300, "every identity is sent exactly once");
+    assert_eq!(sent.iter().collect::<BTreeSet<_>>().len(), 300);
+    assert_no_secret(&report, &[token]);
+}
