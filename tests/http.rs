@@ -723,7 +723,7 @@ fn the_trade_desk_gets_tdids_and_uid2s_with_exits_as_ttl_zero_and_failed_lines_c
     let store = fx.dir.path().join("ttd-profiles");
     std::fs::create_dir_all(&store).unwrap();
     let id = |i: u32| {
-        if i % 3 == 0 {
+        if i.is_multiple_of(3) {
             ("uid2", format!("uid2-token-{i:04}"))
         } else {
             ("tdid", format!("00000000-0000-4000-8000-{i:012}"))
@@ -732,7 +732,7 @@ fn the_trade_desk_gets_tdids_and_uid2s_with_exits_as_ttl_zero_and_failed_lines_c
     let lines: String = (0..300u32)
         .map(|i| {
             let (ns, value) = id(i);
-            let status = if i % 5 == 0 { "exited" } else { "realized" };
+            let status = if i.is_multiple_of(5) { "exited" } else { "realized" };
             let at = DateTime::<Utc>::from_timestamp(1_767_225_600 + i64::from(i), 0).unwrap().to_rfc3339();
             json!({"profile_id": format!("p{i}"), "identityMap": {ns: [{"id": value, "primary": true}]},
                    "segmentMembership": {"seg-ttd": {"status": status, "lastQualificationTime": at}}})
@@ -742,7 +742,7 @@ fn the_trade_desk_gets_tdids_and_uid2s_with_exits_as_ttl_zero_and_failed_lines_c
         .collect();
     std::fs::write(store.join("profiles.ndjson"), lines).unwrap();
     let token = "ttd-data-api-token-5150";
-    let expected: HashMap<String, bool> = (0..300u32).map(|i| (id(i).1, i % 5 == 0)).collect();
+    let expected: HashMap<String, bool> = (0..300u32).map(|i| (id(i).1, i.is_multiple_of(5))).collect();
     let exits = expected.clone();
     let server = Server::start(
         Arc::new(move |seen: &Seen, _| {
