@@ -5,7 +5,8 @@
 #   scripts/kafka-broker.sh start     install if missing, format the log dir, start, wait until it answers
 #   scripts/kafka-broker.sh env       print the variables the tests read (eval "$(... env)")
 #   scripts/kafka-broker.sh stop      stop it and remove its state
-# Listeners: PLAINTEXT on :19092, SASL_PLAINTEXT (PLAIN, user outflow) on :19093, controller :19094.
+# Listeners: PLAINTEXT on :19092, SASL_PLAINTEXT (PLAIN, user outflow) on :19093, controller :19094,
+# SSL on :19095 with a certificate from a private CA made at start.
 set -euo pipefail
 VERSION=${OUTFLOW_KAFKA_VERSION:-4.4.0}
 LOG4J=2.25.5 # the log4j that Kafka 4.4.0 comes with, and its slf4j 1.x binding: the broker logs to a file
@@ -14,6 +15,7 @@ STATE=${OUTFLOW_KAFKA_STATE:-/tmp/outflow-kafka-$(id -u)}
 PORT=${OUTFLOW_TEST_KAFKA_PORT:-19092}
 SASL_PORT=${OUTFLOW_TEST_KAFKA_SASL_PORT:-19093}
 CONTROLLER_PORT=${OUTFLOW_TEST_KAFKA_CONTROLLER_PORT:-19094}
+SSL_PORT=${OUTFLOW_TEST_KAFKA_SSL_PORT:-19095}
 SASL_USER=outflow
 SASL_PASSWORD=outflow-kafka-secret
 log() { printf 'kafka-broker: %s\n' "$*" >&2; }
@@ -51,15 +53,19 @@ start() {
     fi
     install
     rm -rf "$STATE" && mkdir -p "$STATE/data"
+    make_certificates
     cat >"$STATE/server.properties" <<PROPS
 process.roles=broker,controller
 node.id=1
 controller.quorum.bootstrap.servers=127.0.0.1:$CONTROLLER_PORT
-listeners=PLAINTEXT://127.0.0.1:$PORT,SASL_PLAINTEXT://127.0.0.1:$SASL_PORT,CONTROLLER://127.0.0.1:$CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://127.0.0.1:$PORT,SASL_PLAINTEXT://127.0.0.1:$SASL_PORT
+listeners=PLAINTEXT://127.0.0.1:$PORT,SASL_PLAINTEXT://127.0.0.1:$SASL_PORT,SSL://127.0.0.1:$SSL_PORT,CONTROLLER://127.0.0.1:$CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$PORT,SASL_PLAINTEXT://127.0.0.1:$SASL_PORT,SSL://127.0.0.1:$SSL_PORT
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,SSL:SSL,CONTROLLER:PLAINTEXT
+listener.name.ssl.ssl.keystore.type=PEM
+listener.name.ssl.ssl.keystore.location=$STATE/tls/broker.pem
+listener.name.ssl.ssl.client.auth=none
 sasl.enabled.mechanisms=PLAIN
 listener.name.sasl_plaintext.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required username="$SASL_USER" password="$SASL_PASSWORD" user_$SASL_USER="$SASL_PASSWORD";
 log.dirs=$STATE/data
@@ -87,8 +93,8 @@ LOG
     nohup "${java[@]}" kafka.Kafka "$STATE/server.properties" >"$STATE/stdout.log" 2>&1 &
     echo $! >"$STATE/kafka.pid"
     for _ in $(seq 1 120); do
-        if grep -q "Kafka Server started" "$STATE/server.log" 2>/dev/null && answers "$PORT" && answers "$SASL_PORT"; then
-            log "ready on 127.0.0.1:$PORT (SASL on :$SASL_PORT)"
+        if grep -q "Kafka Server started" "$STATE/server.log" 2>/dev/null && answers "$PORT" && answers "$SASL_PORT" && answers "$SSL_PORT"; then
+            log "ready on 127.0.0.1:$PORT (SASL on :$SASL_PORT, TLS on :$SSL_PORT)"
             return
         fi
         if ! running; then
@@ -102,6 +108,25 @@ LOG
     rm -f "$STATE/kafka.pid"
     log "error: the broker exited or did not answer within 60 s (logs in $STATE)"
     exit 1
+}
+
+# A private CA and a broker certificate for 127.0.0.1 signed by it (the SSL listener's keystore:
+# PKCS#8 key and certificate in one PEM file). Clients trust the CA through OUTFLOW_TEST_KAFKA_CA.
+make_certificates() {
+    local tls=$STATE/tls
+    mkdir -p "$tls"
+    (
+        cd "$tls"
+        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+            -subj /CN=outflow-kafka-test-ca -keyout ca.key -out ca.pem
+        openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+            -subj /CN=127.0.0.1 -keyout broker.key -out broker.csr
+        printf 'subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n' >broker.ext
+        openssl x509 -req -in broker.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 \
+            -extfile broker.ext -out broker.crt
+        openssl pkcs8 -topk8 -nocrypt -in broker.key -out broker.pk8
+        cat broker.pk8 broker.crt >broker.pem
+    ) >"$STATE/openssl.log" 2>&1 || { cat "$STATE/openssl.log" >&2; exit 1; }
 }
 
 answers() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -138,6 +163,8 @@ env)
     echo "export OUTFLOW_TEST_KAFKA_SASL_BOOTSTRAP=127.0.0.1:$SASL_PORT"
     echo "export OUTFLOW_TEST_KAFKA_SASL_USER=$SASL_USER"
     echo "export OUTFLOW_TEST_KAFKA_SASL_PASSWORD=$SASL_PASSWORD"
+    echo "export OUTFLOW_TEST_KAFKA_SSL_BOOTSTRAP=127.0.0.1:$SSL_PORT"
+    echo "export OUTFLOW_TEST_KAFKA_CA=$STATE/tls/ca.pem"
     ;;
 *)
     echo "usage: $0 install|start|env|stop" >&2

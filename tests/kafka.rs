@@ -195,3 +195,26 @@ fn sasl_credentials_come_from_the_secret_and_wrong_ones_fail_for_good() {
     assert!(failure.permanent, "{failure:?}");
     assert!(!failure.message.contains(wrong), "{}", failure.message);
 }
+
+#[test]
+fn a_tls_broker_is_trusted_through_the_ca_in_the_secret_only() {
+    let Some(bootstrap) = broker("OUTFLOW_TEST_KAFKA_SSL_BOOTSTRAP") else { return };
+    let ca = std::fs::read_to_string(std::env::var("OUTFLOW_TEST_KAFKA_CA").unwrap()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let spec = SampleSpec { count: 500, seed: 9, segments: 1, ..SampleSpec::default() };
+    write_sample(&dir.path().join("profiles"), &spec).unwrap();
+    let profiles = dir.path().join("profiles").display().to_string();
+    let topic = unique("outflow-tls");
+    let parameters = format!("bootstrapServers: \"{bootstrap}\", topic: \"{topic}\", securityProtocol: SSL");
+    let yaml = [
+        objects("trusting", &parameters, &format!("caCert: {}", serde_json::to_string(&ca).unwrap())),
+        "---\n".into(),
+        objects("system-roots", &parameters, "unused: x"),
+    ]
+    .concat();
+    let set = manifests(&dir.path().join("m"), &yaml);
+    let report = run(&set, "trusting", &profiles, None).unwrap_or_else(|f| panic!("{}", f.message));
+    assert!(report.exported > 0);
+    let failure = run(&set, "system-roots", &profiles, None).unwrap_err();
+    assert!(failure.permanent && failure.message.contains("certificate"), "{failure:?}");
+}

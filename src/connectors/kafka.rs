@@ -35,11 +35,12 @@ struct Deliveries {
 }
 
 impl ClientContext for Deliveries {
-    /// Keeps the latest error, except that a refused login is never hidden by the "all brokers
-    /// down" that follows it.
+    /// Keeps the latest error, except that a refused login or certificate is never hidden by the
+    /// "all brokers down" that follows it.
     fn error(&self, error: KafkaError, reason: &str) {
         let mut kept = self.client_error.lock().unwrap_or_else(|e| e.into_inner());
-        if !kept.as_deref().is_some_and(|k| k.contains("uthentication")) {
+        let telling = |k: &str| ["uthentication", "SSL", "certificate"].iter().any(|n| k.contains(n));
+        if !kept.as_deref().is_some_and(telling) {
             *kept = Some(format!("{error}: {reason}"));
         }
     }
