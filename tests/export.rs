@@ -2,6 +2,10 @@
 //! the same data (NDJSON through serde_json), and rows against DuckDB reading both the source
 //! Parquet and what Outflow wrote.
 
+#[path = "support/duckdb.rs"]
+#[allow(dead_code)]
+mod duckdb;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -313,17 +317,6 @@ def rows(sql):
 print(json.dumps({"expected": rows(sys.argv[1]), "actual": rows(sys.argv[2])}))
 "#;
 
-fn duckdb_available() -> bool {
-    let ok = Command::new("python3").args(["-c", "import duckdb"]).output().is_ok_and(|o| o.status.success());
-    if !ok {
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("DuckDB is required under CI=true: pip install duckdb");
-        }
-        eprintln!("skipping the DuckDB comparison: python3 -c 'import duckdb' failed (pip install duckdb)");
-    }
-    ok
-}
-
 type Rows = Vec<Vec<Option<String>>>;
 
 fn duckdb(expected_sql: &str, actual_sql: &str) -> (Rows, Rows) {
@@ -348,7 +341,7 @@ fn assert_same_rows(expected: Rows, actual: Rows) {
 
 #[test]
 fn outflow_files_hold_the_rows_duckdb_selects() {
-    if !duckdb_available() {
+    if !duckdb::available() {
         return;
     }
     let store = Store::new();

@@ -3,6 +3,8 @@
 //! server errors, per-row errors, an expired OAuth2 token, a shared rate limit, the address rules
 //! and TLS trust. The expected members come from DuckDB reading the same Parquet store.
 
+#[path = "support/duckdb.rs"]
+mod duckdb;
 #[path = "support/http_server.rs"]
 mod http_server;
 
@@ -86,30 +88,6 @@ fn run_in(
     execute(&inputs, &request, &NoProgress)
 }
 
-fn duckdb_available() -> bool {
-    let ok = Command::new("python3").args(["-c", "import duckdb"]).output().is_ok_and(|o| o.status.success());
-    if !ok {
-        assert!(std::env::var("CI").as_deref() != Ok("true"), "DuckDB is required under CI=true: pip install duckdb");
-        eprintln!("SKIPPED: python3 -c 'import duckdb' failed (pip install duckdb)");
-    }
-    ok
-}
-
-/// One column of a DuckDB query, as strings.
-fn duckdb_column(sql: &str) -> Vec<String> {
-    let script = format!("import duckdb, json\nfor (v,) in duckdb.sql({sql:?}).fetchall():\n    print(json.dumps(v))");
-    let out = Command::new("python3").args(["-c", &script]).output().unwrap();
-    assert!(out.status.success(), "duckdb: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| match serde_json::from_str::<Value>(l).unwrap() {
-            Value::String(s) => s,
-            other => other.to_string(),
-        })
-        .collect()
-}
-
 /// Members of `segment` with marketing consent, one row each, from the Parquet store: the
 /// primary (else first) email and phone, the CRM ID, the status and qualification time.
 fn members_sql(profiles: &str, segment: &str) -> String {
@@ -145,7 +123,7 @@ fn hex64(v: &Value) -> bool {
 
 #[test]
 fn meta_receives_hashed_members_once_each_through_throttling_and_server_errors() {
-    if !duckdb_available() {
+    if !duckdb::available() {
         return;
     }
     let fx = Fixture::new();
@@ -217,7 +195,7 @@ spec:
     // One entry per profile: two profiles may share an email, and each is sent.
     let expected = |status: &str| -> Vec<String> {
         let mut v =
-            duckdb_column(&format!("SELECT sha256(email) FROM ({sql}) WHERE email IS NOT NULL AND status {status}"));
+            duckdb::column(&format!("SELECT sha256(email) FROM ({sql}) WHERE email IS NOT NULL AND status {status}"));
         v.sort();
         v
     };
@@ -244,7 +222,7 @@ spec:
     assert_eq!(added, expected("IN ('realized', 'existing')"), "each member's email is added exactly once");
     assert_eq!(removed, expected("= 'exited'"), "each exit's email is removed exactly once");
     // Members without an email go in PHONE_SHA256 batches of their own.
-    let phone_only = duckdb_column(&format!("SELECT count(*) FROM ({sql}) WHERE email IS NULL AND phone IS NOT NULL"));
+    let phone_only = duckdb::column(&format!("SELECT count(*) FROM ({sql}) WHERE email IS NULL AND phone IS NOT NULL"));
     let phones = delivered("POST", "PHONE_SHA256").len() + delivered("DELETE", "PHONE_SHA256").len();
     assert_eq!(phones.to_string(), phone_only[0]);
     assert!(phones > 0);
@@ -278,7 +256,7 @@ spec:
 
 #[test]
 fn rejected_rows_are_reported_and_sent_again_by_the_next_run() {
-    if !duckdb_available() {
+    if !duckdb::available() {
         return;
     }
     let fx = Fixture::new();
@@ -322,8 +300,8 @@ fn rejected_rows_are_reported_and_sent_again_by_the_next_run() {
     let sql =
         format!("SELECT * FROM ({}) WHERE status IN ('realized', 'existing')", members_sql(&fx.profiles(), "seg-2"));
     let rejected_expected =
-        duckdb_column(&format!("SELECT count(*) FROM ({sql}) WHERE crm LIKE '%7'"))[0].parse::<u64>().unwrap();
-    let all = duckdb_column(&format!("SELECT count(*) FROM ({sql}) WHERE crm IS NOT NULL"))[0].parse::<u64>().unwrap();
+        duckdb::column(&format!("SELECT count(*) FROM ({sql}) WHERE crm LIKE '%7'"))[0].parse::<u64>().unwrap();
+    let all = duckdb::column(&format!("SELECT count(*) FROM ({sql}) WHERE crm IS NOT NULL"))[0].parse::<u64>().unwrap();
     assert!(rejected_expected > 0);
     assert_eq!(first.failed, rejected_expected);
     assert_eq!(first.exported, all - rejected_expected);
@@ -331,7 +309,7 @@ fn rejected_rows_are_reported_and_sent_again_by_the_next_run() {
     assert!(first.failed_rows.iter().all(|f| f.reason.starts_with("unknown customer crm-") && f.profile_id.is_some()));
     // The watermark stops just before the earliest rejected member.
     let earliest =
-        duckdb_column(&format!("SELECT strftime(min(t), '%Y-%m-%dT%H:%M:%S') FROM ({sql}) WHERE crm LIKE '%7'"))[0]
+        duckdb::column(&format!("SELECT strftime(min(t), '%Y-%m-%dT%H:%M:%S') FROM ({sql}) WHERE crm LIKE '%7'"))[0]
             .clone();
     let watermark = first.watermark.clone().unwrap();
     let earliest_t = DateTime::parse_from_rfc3339(&format!("{earliest}Z")).unwrap();
@@ -355,13 +333,13 @@ fn rejected_rows_are_reported_and_sent_again_by_the_next_run() {
         })
         .collect();
     let rejected: BTreeSet<String> =
-        duckdb_column(&format!("SELECT crm FROM ({sql}) WHERE crm LIKE '%7'")).into_iter().collect();
+        duckdb::column(&format!("SELECT crm FROM ({sql}) WHERE crm LIKE '%7'")).into_iter().collect();
     assert!(
         rejected.is_subset(&resent),
         "{} rejected members were not sent again",
         rejected.difference(&resent).count()
     );
-    let changed = duckdb_column(&format!(
+    let changed = duckdb::column(&format!(
         "SELECT count(*) FROM ({}) WHERE crm IS NOT NULL AND t > TIMESTAMP '{}'",
         members_sql(&fx.profiles(), "seg-2"),
         watermark.trim_end_matches('Z').replace('T', " ")
@@ -506,7 +484,7 @@ fn url_form(body: &[u8]) -> HashMap<String, String> {
 
 #[test]
 fn mailchimp_reports_the_addresses_it_refuses() {
-    if !duckdb_available() {
+    if !duckdb::available() {
         return;
     }
     let fx = Fixture::new();
@@ -570,11 +548,11 @@ spec:
     let report = run_in(&set, "newsletter", "seg-1", None, &fx.profiles()).unwrap_or_else(|f| panic!("{}", f.message));
     let sql =
         format!("SELECT * FROM ({}) WHERE status IN ('realized', 'existing')", members_sql(&fx.profiles(), "seg-1"));
-    let refused = duckdb_column(&format!("SELECT count(*) FROM ({sql}) WHERE email LIKE '%@mail.test'"))[0]
+    let refused = duckdb::column(&format!("SELECT count(*) FROM ({sql}) WHERE email LIKE '%@mail.test'"))[0]
         .parse::<u64>()
         .unwrap();
     let with_email =
-        duckdb_column(&format!("SELECT count(*) FROM ({sql}) WHERE email IS NOT NULL"))[0].parse::<u64>().unwrap();
+        duckdb::column(&format!("SELECT count(*) FROM ({sql}) WHERE email IS NOT NULL"))[0].parse::<u64>().unwrap();
     assert!(refused > 0);
     assert_eq!((report.failed, report.exported), (refused, with_email - refused));
     assert!(report.failed_rows.iter().all(|f| f.reason == "Email addresses must be subscribed to the list"));
