@@ -85,7 +85,10 @@ mod tests {
             drop(limiter.acquire().await);
             starts.push(begin.elapsed());
         }
-        assert!(starts[4] >= Duration::from_millis(200), "{starts:?}");
-        assert!(starts.windows(2).all(|w| w[1] - w[0] >= Duration::from_millis(49)), "{starts:?}");
+        // Start k is never earlier than k spacings after the first slot (wake-ups may be late,
+        // so the gap between two observed starts can be shorter than a spacing).
+        for (k, start) in starts.iter().enumerate() {
+            assert!(*start >= Duration::from_millis(50) * k as u32, "start {k} too early: {starts:?}");
+        }
     }
 }
